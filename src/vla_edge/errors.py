@@ -1,0 +1,82 @@
+"""The one exception hierarchy of vla-edge.
+
+Every error raised by our code derives from :class:`VlaEdgeError`. Errors from
+libraries (awsiotsdk, pyserial, feetech-servo-sdk, LeRobot, boto3) are converted
+at the boundary that calls them, with ``raise ... from exc`` so the cause stays
+visible. Messages say what went wrong *and what to do about it*.
+
+    VlaEdgeError
+    ├── ConfigurationError      bad recipe / component configuration
+    ├── MessageError            a payload that cannot be accepted
+    │   ├── MalformedMessage    not decodable (bad JSON, bad binary framing)
+    │   ├── UnsupportedSchema   schema version this build does not understand
+    │   ├── OversizedMessage    larger than the topic allows
+    │   ├── InvalidMessage      decodable but fails validation (NaN, wrong length...)
+    │   └── UnexpectedTopic     arrived on a topic the receiver has no contract for
+    ├── BusError                IPC transport failures
+    │   └── AccessDenied        the recipe does not grant the operation
+    ├── HardwareError           serial bus, servos, cameras
+    │   └── ServoBusError
+    ├── PolicyError             model loading / inference
+    └── CoreError               local Greengrass core failures
+"""
+
+from __future__ import annotations
+
+
+class VlaEdgeError(Exception):
+    """Base class of every error vla-edge raises on purpose."""
+
+
+class ConfigurationError(VlaEdgeError):
+    """Configuration is invalid; the message names the key and the fix."""
+
+
+class MessageError(VlaEdgeError):
+    """A message was rejected. ``reason`` is a short machine-friendly label used in counters."""
+
+    reason = "invalid"
+
+
+class MalformedMessage(MessageError):
+    reason = "malformed"
+
+
+class UnsupportedSchema(MessageError):
+    reason = "unsupported_schema"
+
+
+class OversizedMessage(MessageError):
+    reason = "oversized"
+
+
+class InvalidMessage(MessageError):
+    reason = "invalid"
+
+
+class UnexpectedTopic(MessageError):
+    reason = "unexpected_topic"
+
+
+class BusError(VlaEdgeError):
+    """Publishing, subscribing or configuration calls failed on the transport."""
+
+
+class AccessDenied(BusError):
+    """The component's recipe does not grant this IPC operation on this resource."""
+
+
+class HardwareError(VlaEdgeError):
+    """A device (camera, serial port, servo) failed."""
+
+
+class ServoBusError(HardwareError):
+    """A Feetech servo bus transaction failed (timeout, checksum, error bits, port gone)."""
+
+
+class PolicyError(VlaEdgeError):
+    """A policy could not be loaded or run."""
+
+
+class CoreError(VlaEdgeError):
+    """The local Greengrass core could not start or serve."""
