@@ -64,3 +64,16 @@ def read_model_ref(path: Path) -> ModelRef:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"{identity} is not valid: needs JSON with 'name' and 'version'") from exc
     return ModelRef(name=name, version=version, sha256=directory_digest(path))
+
+
+DEMO_MODEL_DIRNAME = "demo-act-untrained"
+
+
+def demo_model_dir(cache_dir: Path | None = None) -> Path:
+    """Where the demo policy lives (created by the inference component on first start)."""
+    return (cache_dir or default_cache_dir()) / "models" / DEMO_MODEL_DIRNAME
+
+
+def resolve_model_path(configured: str, cache_dir: Path | None = None) -> Path:
+    """The configured policy directory, or the demo policy's when none is configured."""
+    return Path(configured).expanduser() if configured else demo_model_dir(cache_dir)

@@ -1,0 +1,1 @@
+"""Camera component: captures frames and publishes them for the inference component."""

@@ -1,0 +1,1 @@
+"""Model-updater component: reports which model the device runs (updating comes later)."""
