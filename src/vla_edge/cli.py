@@ -1,0 +1,87 @@
+"""The ``vla-edge`` command: run the suite locally, the local core, and the arm emulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vla_edge import __version__
+from vla_edge.errors import VlaEdgeError
+
+log = logging.getLogger("vla_edge")
+
+_DELEGATED = {
+    "core": "the local Greengrass core (development and CI stand-in for the nucleus)",
+    "emulate-arm": "serve an emulated SO-101 arm (six STS3215 servos) on a pseudo-terminal",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vla-edge",
+        description="Run LeRobot VLA policies on edge robots as AWS IoT Greengrass v2 components.",
+    )
+    parser.add_argument("--version", action="version", version=f"vla-edge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    up = commands.add_parser(
+        "up",
+        help="run camera, inference, actuator and model-updater locally over the real IPC protocol",
+        description=(
+            "Start the local Greengrass core and the four components as separate processes. With no "
+            "flags: synthetic camera, emulated arm, untrained demo policy. Ctrl-C stops everything cleanly."
+        ),
+    )
+    up.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long once every component is RUNNING")
+    up.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
+    up.add_argument("--camera", metavar="SOURCE", help="camera source: a device index (0), /dev/videoN, a video file or a stream URL")
+    up.add_argument("--serial-port", metavar="DEV", help="the arm's serial port (default: start the arm emulator)")
+    up.add_argument("--policy", metavar="DIR", help="a LeRobot pretrained policy directory (default: untrained demo ACT)")
+    up.add_argument("--config", type=Path, metavar="FILE", help="YAML/JSON mapping component name to configuration overrides")
+    up.add_argument("--run-dir", type=Path, metavar="DIR", help="where the socket, tokens and logs go (default: a new temp dir)")
+    up.add_argument("--recipes", type=Path, metavar="DIR", help="folder of component recipes (default: ./components)")
+    up.add_argument("--cache-dir", type=Path, metavar="DIR", help="model cache (default: $VLA_EDGE_CACHE or ~/.cache/vla-edge)")
+    for name, text in _DELEGATED.items():
+        commands.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in _DELEGATED:
+        return _delegate(args_list[0], args_list[1:])
+    args = _parser().parse_args(args_list)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vla_edge.up import UpOptions, run_up
+
+    options = UpOptions(
+        duration_s=args.duration,
+        json_summary=args.json,
+        camera=args.camera,
+        serial_port=args.serial_port,
+        policy=args.policy,
+        config=args.config,
+        run_dir=args.run_dir,
+        recipes_dir=args.recipes,
+        cache_dir=args.cache_dir,
+    )
+    try:
+        return run_up(options)
+    except VlaEdgeError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    if command == "core":
+        from vla_edge.core.cli import main as core_main
+
+        return core_main(rest)
+    from vla_edge.motors.feetech.emulator_cli import main as emulator_main
+
+    return emulator_main(rest)
