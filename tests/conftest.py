@@ -18,3 +18,11 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("VLA_EDGE_CACHE", str(path))
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline() -> None:
+    """Nothing may be downloaded from a model hub while tests run."""
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
