@@ -1,0 +1,1 @@
+"""Packaging for Greengrass: GDK custom builds."""
