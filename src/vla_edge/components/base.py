@@ -25,7 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from vla_edge import messages
 from vla_edge.bus.base import Bus, Payload, Subscription
-from vla_edge.errors import ConfigurationError, MessageError, VlaEdgeError
+from vla_edge.errors import ConfigurationError, MessageError, UnexpectedTopic, VlaEdgeError
 
 M = TypeVar("M", bound=messages.Message)
 C = TypeVar("C", bound=BaseModel)
@@ -83,7 +83,9 @@ class MessageRouter:
     ) -> Subscription:
         def receive(topic: str, payload: Payload) -> None:
             try:
-                message = messages.decode(topic, payload, expect=expect)
+                message = messages.decode(topic, payload)
+                if expect is not None and not isinstance(message, expect):
+                    raise UnexpectedTopic(f"{topic!r} carries {message.kind!r} messages, not {expect.kind!r}")
             except MessageError as exc:
                 self.counters.add(f"rejected.{exc.reason}")
                 self.log.warning("rejected message on %s (%s): %s", topic, exc.reason, exc)
