@@ -138,6 +138,9 @@ class JointState(Message):
     actions_applied: int = Field(default=0, ge=0)
     latency_ms: FiniteFloat | None = None
     """Capture-to-servo latency of the chunk whose first action was written this tick."""
+    chunk_id: str | None = Field(default=None, max_length=64)
+    action_index: int | None = Field(default=None, ge=0)
+    """Which action of which chunk the goals of this tick came from (None while holding)."""
 
     @model_validator(mode="after")
     def _lengths(self) -> "JointState":
