@@ -1,0 +1,124 @@
+"""Event-stream RPC vocabulary shared by the connection layer and the operations.
+
+Message types and flags are those of ``awscrt.eventstream.rpc``; the modelled
+errors are the Greengrass error shapes the SDK maps to exception classes by their
+``service-model-type`` (``aws.greengrass#UnauthorizedError`` ->
+``awsiot.greengrasscoreipc.model.UnauthorizedError``). The SDK reads only the
+``message`` field; ``_message``/``_errorCode``/``_service`` are added because the
+nucleus's Java server serialises them too.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from vla_edge.core.rpc import Stream
+
+RPC_VERSION = "0.1.0"
+SERVICE_NAME = "aws.greengrass#GreengrassCoreIPC"
+CONTENT_TYPE_JSON = "application/json"
+
+
+class MessageType(enum.IntEnum):
+    APPLICATION_MESSAGE = 0
+    APPLICATION_ERROR = 1
+    PING = 2
+    PING_RESPONSE = 3
+    CONNECT = 4
+    CONNECT_ACK = 5
+    PROTOCOL_ERROR = 6
+    INTERNAL_ERROR = 7
+
+
+class MessageFlag(enum.IntFlag):
+    NONE = 0
+    CONNECTION_ACCEPTED = 0x1
+    TERMINATE_STREAM = 0x2
+
+
+class IpcError(Exception):
+    """A modelled Greengrass error; the SDK raises the class named by ``model_type``."""
+
+    model_type: ClassVar[str] = "aws.greengrass#ServiceError"
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def payload(self) -> dict[str, Any]:
+        code = self.model_type.split("#", 1)[1]
+        return {"message": self.message, **self.fields, "_message": self.message, "_errorCode": code,
+                "_service": SERVICE_NAME}
+
+
+class ServiceError(IpcError):
+    model_type = "aws.greengrass#ServiceError"
+
+
+class UnauthorizedError(IpcError):
+    model_type = "aws.greengrass#UnauthorizedError"
+
+
+class ResourceNotFoundError(IpcError):
+    model_type = "aws.greengrass#ResourceNotFoundError"
+
+
+class InvalidArgumentsError(IpcError):
+    model_type = "aws.greengrass#InvalidArgumentsError"
+
+
+class FailedUpdateConditionCheckError(IpcError):
+    model_type = "aws.greengrass#FailedUpdateConditionCheckError"
+
+
+@dataclass
+class Limits:
+    """Per-connection resource limits (documented defaults; see :class:`vla_edge.core.server.LocalCore`)."""
+
+    max_message_size: int = 10 * 1024 * 1024
+    """Largest accepted application payload. Larger ones get InvalidArgumentsError on their stream."""
+    max_frame_size: int = 24 * 1024 * 1024
+    """Largest frame read (and discarded) at all; above it the connection is dropped."""
+    max_queued_events: int = 1024
+    max_queued_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass
+class Stats:
+    """Counters shared by all connections. Written on the core's event loop, read anywhere."""
+
+    connections_accepted: int = 0
+    connections_rejected: int = 0
+    protocol_errors: int = 0
+    oversized_messages: int = 0
+    dropped_events: int = 0
+    requests: int = 0
+    errors_returned: int = 0
+    published: int = 0
+    delivered: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Operation:
+    """A served operation: ``handler(stream, request) -> response body``; streaming ones keep the stream open."""
+
+    response_type: str
+    handler: Callable[[Stream, dict[str, Any]], dict[str, Any]]
+    streaming: bool = False
+
+
+class Router:
+    """What a connection needs from the core: who a token is, and the operation table."""
+
+    operations: Mapping[str, Operation]
+
+    def authenticate(self, token: str) -> str | None:  # pragma: no cover - interface
+        raise NotImplementedError

@@ -1,0 +1,430 @@
+"""Event-stream RPC, server side: the connection protocol the Greengrass nucleus speaks over its IPC socket.
+
+Everything here mirrors what awscrt's client (``aws-c-event-stream``) and the
+nucleus's server (``aws-iot-device-sdk-java-v2`` event-stream-rpc-server) do, so
+the unmodified awsiotsdk client cannot tell this core from a device:
+
+* Every frame carries int32 headers ``:message-type``, ``:message-flags`` and
+  ``:stream-id``. Stream 0 carries connection messages (CONNECT, PING...), other
+  ids carry one operation each; a stream's first message names it in the string
+  header ``operation`` (e.g. ``aws.greengrass#PublishToTopic``).
+* The first client message must be CONNECT with ``:version`` = ``0.1.0`` and the
+  JSON payload ``{"authToken": SVCUID}``. The answer is CONNECT_ACK with flag
+  CONNECTION_ACCEPTED, or CONNECT_ACK without it followed by closing the socket
+  (the SDK then raises ``AccessDeniedError``).
+* PING is answered by PING_RESPONSE echoing the non-``:`` headers and the payload.
+* Application messages carry ``:content-type: application/json`` and
+  ``service-model-type`` naming the shape. A plain operation answers once with
+  TERMINATE_STREAM; a streaming one answers without it, then sends events on the
+  same stream until the client sends TERMINATE_STREAM.
+* A modelled error is an APPLICATION_ERROR with TERMINATE_STREAM whose
+  ``service-model-type`` is the error shape (``aws.greengrass#UnauthorizedError``)
+  and whose JSON has ``message`` (what the SDK reads) plus the Java server's
+  ``_message``/``_errorCode``/``_service``.
+* An operation the server does not know gets APPLICATION_ERROR + TERMINATE_STREAM
+  with ``{"error": "Unsupported Operation", ...}`` and *no* service-model-type;
+  the Python SDK then fails the call with ``StreamClosedError``.
+* Framing errors or out-of-protocol messages get a PROTOCOL_ERROR and the
+  connection is closed, as ``aws-c-event-stream`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vla_edge.core.eventstream import (
+    Decoder,
+    FramingError,
+    Header,
+    HeaderType,
+    Message,
+    OversizedMessage,
+    encode_frame,
+    encode_headers,
+    encode_message,
+)
+from vla_edge.core.protocol import (
+    CONTENT_TYPE_JSON,
+    RPC_VERSION,
+    InvalidArgumentsError,
+    IpcError,
+    Limits,
+    MessageFlag,
+    MessageType,
+    Router,
+    ServiceError,
+    Stats,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Stream:
+    """One operation's stream on one connection."""
+
+    id: int
+    operation: str
+    connection: Connection
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    closed: bool = False
+    _event_headers: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def principal(self) -> str:
+        assert self.connection.principal is not None
+        return self.connection.principal
+
+    def send_event(self, model_type: str, body: bytes) -> bool:
+        """Queue a stream event; False when the stream is closed or the event was dropped (slow client)."""
+        if self.closed:
+            return False
+        encoded = self._event_headers.get(model_type)
+        if encoded is None:
+            encoded = encode_headers(_app_headers(model_type, self.id, MessageType.APPLICATION_MESSAGE, 0))
+            self._event_headers[model_type] = encoded
+        return self.connection.enqueue(encode_frame(encoded, body), droppable=True)
+
+
+def _app_headers(model_type: str | None, stream_id: int, kind: MessageType, flags: int) -> list[Header]:
+    headers = [Header.string(":content-type", CONTENT_TYPE_JSON)]
+    if model_type is not None:
+        headers.append(Header.string("service-model-type", model_type))
+    headers += [Header.int32(":message-type", kind), Header.int32(":message-flags", flags),
+                Header.int32(":stream-id", stream_id)]
+    return headers
+
+
+class ProtocolViolation(Exception):
+    """A well-framed message that breaks the RPC protocol; the connection is answered and dropped."""
+
+
+class Connection:
+    """Serves one client socket: handshake, pings, streams, a bounded outgoing queue."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, router: Router,
+                 limits: Limits, stats: Stats) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.router = router
+        self.limits = limits
+        self.stats = stats
+        self.principal: str | None = None
+        self.peer = _peer_description(writer)
+        self.dropped = 0
+        self.streams: dict[int, Stream] = {}
+        self._last_stream_id = 0
+        self._decoder = Decoder(max_message_length=limits.max_frame_size, max_payload_length=limits.max_message_size)
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._rejected = False
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.principal or 'unauthenticated'} {self.peer}>"
+
+    async def serve(self) -> None:
+        """Read until EOF, a protocol error or :meth:`close`; then release every stream."""
+        writer_task = asyncio.create_task(self._write_loop())
+        try:
+            while not self._closing:
+                data = await self.reader.read(256 * 1024)
+                if not data:
+                    if not self._decoder.at_boundary:
+                        self._protocol_error("connection closed in the middle of a frame", reply=False)
+                    break
+                try:
+                    messages = self._decoder.feed(data)
+                except FramingError as exc:
+                    self._protocol_error(f"{type(exc).__name__}: {exc}")
+                    break
+                for message in messages:
+                    try:
+                        self._on_message(message)
+                    except ProtocolViolation as exc:
+                        self._protocol_error(str(exc))
+                    if self._closing or self._rejected:
+                        break
+                if self._rejected:
+                    await self._linger()
+                    break
+        except (ConnectionError, OSError) as exc:
+            log.debug("%r: socket error %s", self, exc)
+        finally:
+            self._closing = True
+            self._release_streams()
+            self._wake.set()
+            try:
+                await asyncio.wait_for(writer_task, timeout=2.0)
+            except (TimeoutError, ConnectionError, OSError):
+                writer_task.cancel()
+            self.writer.close()
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), timeout=1.0)
+            except (TimeoutError, ConnectionError, OSError):
+                pass
+            if self.principal is not None:
+                log.info("%s disconnected (%s)", self.principal, self.peer)
+
+    async def _linger(self, timeout: float = 5.0) -> None:
+        """After a rejected CONNECT, let the client hang up first.
+
+        Closing right after the CONNECT_ACK races the client: awscrt may see the socket
+        close before it has handled the ACK and then reports a generic "socket closed"
+        instead of ``AccessDeniedError``. The client closes as soon as it reads the
+        rejection, so waiting for its EOF costs nothing.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                if not await asyncio.wait_for(self.reader.read(65536), remaining):
+                    return
+            except TimeoutError:
+                return
+
+    def close(self) -> None:
+        """Stop serving once the current message is handled, after flushing what is queued."""
+        self._closing = True
+        self._wake.set()
+
+    def abort(self) -> None:
+        """Close from outside the read loop (core shutdown): the socket closes, the read loop sees EOF."""
+        self.close()
+        self.writer.transport.close()
+
+    def enqueue(self, frame: bytes, *, droppable: bool) -> bool:
+        """Queue a frame. Events are ``droppable``: past the queue bounds they are counted and discarded."""
+        if self._closing:
+            return False
+        if droppable and (len(self._queue) >= self.limits.max_queued_events
+                          or self._queued_bytes + len(frame) > self.limits.max_queued_bytes):
+            self.dropped += 1
+            self.stats.dropped_events += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("%r is not reading fast enough: %d event(s) dropped so far (queue %d frames, %d bytes)",
+                            self, self.dropped, len(self._queue), self._queued_bytes)
+            return False
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        self._wake.set()
+        return True
+
+    async def _write_loop(self) -> None:
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+            batch: list[bytes] = []
+            size = 0
+            while self._queue and size < 1024 * 1024:
+                frame = self._queue.popleft()
+                batch.append(frame)
+                size += len(frame)
+            self._queued_bytes -= size
+            self.writer.writelines(batch)
+            await self.writer.drain()
+
+    # -- incoming ---------------------------------------------------------------------------------
+
+    def _on_message(self, message: Message | OversizedMessage) -> None:
+        kind, flags, stream_id = _metadata(message)
+        if self.principal is None:
+            if kind != MessageType.CONNECT or stream_id != 0:
+                raise ProtocolViolation(f"expected CONNECT as the first message, got {_name(kind)}")
+            self._on_connect(message)
+            return
+        if stream_id == 0:
+            if kind == MessageType.PING:
+                echo = [h for h in message.headers if not h.name.startswith(":")]
+                body = message.payload if isinstance(message, Message) else b""
+                self._send_protocol(MessageType.PING_RESPONSE, 0, echo, body)
+            elif kind == MessageType.PING_RESPONSE:
+                pass
+            elif kind in (MessageType.PROTOCOL_ERROR, MessageType.INTERNAL_ERROR):
+                log.warning("%r reported %s: %r", self, _name(kind), _payload_text(message))
+                self.close()
+            else:
+                raise ProtocolViolation(f"{_name(kind)} is not valid on stream 0 after CONNECT")
+            return
+        if kind not in (MessageType.APPLICATION_MESSAGE, MessageType.APPLICATION_ERROR):
+            raise ProtocolViolation(f"{_name(kind)} is only valid on stream 0, got it on stream {stream_id}")
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            if stream_id <= self._last_stream_id:
+                return  # a late message for a stream that already ended; aws-c-event-stream ignores these too
+            operation = message.header("operation")
+            if operation is None or operation.type != HeaderType.STRING:
+                raise ProtocolViolation(f"new stream {stream_id} has no 'operation' string header")
+            self._last_stream_id = stream_id
+            if flags & MessageFlag.TERMINATE_STREAM:
+                return  # opened and closed at once: nothing to do, as the Java server does
+            stream = Stream(stream_id, operation.value, self)
+            self.streams[stream_id] = stream
+            self._on_request(stream, message)
+            return
+        if flags & MessageFlag.TERMINATE_STREAM:
+            self._release(stream)
+        elif isinstance(message, OversizedMessage):
+            self._on_request(stream, message)
+        # Otherwise: a client stream event. No served operation takes streaming input, so it is ignored.
+
+    def _on_connect(self, message: Message | OversizedMessage) -> None:
+        version = message.header(":version")
+        token = None
+        if isinstance(message, Message):
+            try:
+                body = json.loads(message.payload or b"{}")
+                token = body.get("authToken") if isinstance(body, dict) else None
+            except ValueError:
+                token = None
+        principal = None
+        if version is None or version.value != RPC_VERSION:
+            reason = f"client RPC version {getattr(version, 'value', None)!r} is not {RPC_VERSION!r}"
+        elif not isinstance(token, str) or not token:
+            reason = "no authToken in the CONNECT payload"
+        else:
+            principal = self.router.authenticate(token)
+            reason = "unknown authToken (SVCUID)"
+        if principal is None:
+            self.stats.connections_rejected += 1
+            log.warning("rejected IPC connection from %s: %s", self.peer, reason)
+            self._send_protocol(MessageType.CONNECT_ACK, 0, [], b"")
+            self._rejected = True
+            return
+        self.principal = principal
+        self.stats.connections_accepted += 1
+        log.info("%s connected (%s)", principal, self.peer)
+        self._send_protocol(MessageType.CONNECT_ACK, MessageFlag.CONNECTION_ACCEPTED, [], b"")
+
+    def _on_request(self, stream: Stream, message: Message | OversizedMessage) -> None:
+        self.stats.requests += 1
+        if isinstance(message, OversizedMessage):
+            self.stats.oversized_messages += 1
+            log.warning("%r sent a %d-byte %s payload; the limit is %d bytes", self, message.payload_length,
+                        stream.operation, self.limits.max_message_size)
+            self.send_error(stream, InvalidArgumentsError(
+                f"message payload of {message.payload_length} bytes exceeds the core's limit of "
+                f"{self.limits.max_message_size} bytes; send large data out of band (e.g. a file path)"))
+            return
+        operation = self.router.operations.get(stream.operation)
+        if operation is None:
+            log.warning("%r called unsupported operation %s", self, stream.operation)
+            unsupported = {"error": "Unsupported Operation",
+                           "message": f"{stream.operation} is an unsupported operation."}
+            self._send_stream(stream, None, MessageType.APPLICATION_ERROR, json.dumps(unsupported).encode(),
+                              terminate=True)
+            return
+        try:
+            request = json.loads(message.payload) if message.payload else {}
+        except ValueError as exc:
+            self.send_error(stream, InvalidArgumentsError(f"{stream.operation} request is not valid JSON: {exc}"))
+            return
+        try:
+            if not isinstance(request, dict):
+                raise InvalidArgumentsError(f"{stream.operation} request must be a JSON object")
+            response = operation.handler(stream, request)
+        except IpcError as exc:
+            self.send_error(stream, exc)
+        except Exception as exc:  # the nucleus turns unexpected failures into ServiceError too
+            log.exception("%s failed for %s", stream.operation, self.principal)
+            self.send_error(stream, ServiceError(f"{stream.operation} failed: {exc}"))
+        else:
+            body = json.dumps(response, separators=(",", ":")).encode()
+            self._send_stream(stream, operation.response_type, MessageType.APPLICATION_MESSAGE, body,
+                              terminate=not operation.streaming)
+
+    # -- outgoing ---------------------------------------------------------------------------------
+
+    def send_error(self, stream: Stream, error: IpcError) -> None:
+        """Answer ``stream`` with a modelled error and end it."""
+        self.stats.errors_returned += 1
+        log.debug("%r %s -> %s: %s", self, stream.operation, error.model_type, error.message)
+        body = json.dumps(error.payload()).encode()
+        self._send_stream(stream, error.model_type, MessageType.APPLICATION_ERROR, body, terminate=True)
+
+    def _send_stream(self, stream: Stream, model_type: str | None, kind: MessageType, body: bytes,
+                     *, terminate: bool) -> None:
+        if stream.closed:
+            return
+        flags = MessageFlag.TERMINATE_STREAM if terminate else 0
+        self.enqueue(encode_message(_app_headers(model_type, stream.id, kind, flags), body), droppable=False)
+        if terminate:
+            self._release(stream)
+
+    def _send_protocol(self, kind: MessageType, flags: int, headers: list[Header], body: bytes) -> None:
+        headers = headers + [Header.int32(":message-type", kind), Header.int32(":message-flags", flags),
+                             Header.int32(":stream-id", 0)]
+        self.enqueue(encode_message(headers, body), droppable=False)
+
+    def _protocol_error(self, reason: str, *, reply: bool = True) -> None:
+        self.stats.protocol_errors += 1
+        log.warning("protocol error from %r: %s; closing the connection", self, reason)
+        if reply:
+            self._send_protocol(MessageType.PROTOCOL_ERROR, 0, [Header.string(":content-type", CONTENT_TYPE_JSON)],
+                                json.dumps({"message": reason}).encode())
+        self.close()
+
+    def _release(self, stream: Stream) -> None:
+        if stream.closed:
+            return
+        stream.closed = True
+        self.streams.pop(stream.id, None)
+        for callback in stream.on_close:
+            try:
+                callback()
+            except Exception:
+                log.exception("cleanup of %s stream %d failed", stream.operation, stream.id)
+
+    def _release_streams(self) -> None:
+        for stream in list(self.streams.values()):
+            self._release(stream)
+
+
+def _metadata(message: Message | OversizedMessage) -> tuple[int, int, int]:
+    values = []
+    for name in (":message-type", ":message-flags", ":stream-id"):
+        header = message.header(name)
+        if header is None or header.type != HeaderType.INT32:
+            raise ProtocolViolation(f"message lacks the int32 header {name!r}")
+        values.append(header.value)
+    kind, flags, stream_id = values
+    if stream_id < 0:
+        raise ProtocolViolation(f"negative stream id {stream_id}")
+    return kind, flags, stream_id
+
+
+def _name(kind: int) -> str:
+    try:
+        return MessageType(kind).name
+    except ValueError:
+        return f"message type {kind}"
+
+
+def _payload_text(message: Message | OversizedMessage) -> str:
+    if isinstance(message, OversizedMessage):
+        return f"<{message.payload_length} bytes>"
+    return message.payload[:500].decode("utf-8", "replace")
+
+
+def _peer_description(writer: asyncio.StreamWriter) -> str:
+    """``pid N uid U`` from SO_PEERCRED where available: which local process is on the other end."""
+    sock = writer.get_extra_info("socket")
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or peercred is None:
+        return "peer unknown"
+    try:
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
+    except OSError:
+        return "peer unknown"
+    return f"pid {pid} uid {uid}"
