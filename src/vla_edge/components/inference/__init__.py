@@ -1,0 +1,1 @@
+"""Inference component: camera frames + joint state in, timed action chunks out."""
