@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import socket
@@ -88,123 +89,132 @@ class Stream:
             return False
         encoded = self._event_headers.get(model_type)
         if encoded is None:
-            encoded = encode_headers(_app_headers(model_type, self.id, MessageType.APPLICATION_MESSAGE, 0))
+            encoded = _app_headers(model_type, self.id, MessageType.APPLICATION_MESSAGE, 0)
             self._event_headers[model_type] = encoded
         return self.connection.enqueue(encode_frame(encoded, body), droppable=True)
 
 
-def _app_headers(model_type: str | None, stream_id: int, kind: MessageType, flags: int) -> list[Header]:
+def _app_headers(model_type: str | None, stream_id: int, kind: MessageType, flags: int) -> bytes:
+    """Encoded headers of an application message: a cached prefix plus the stream id."""
+    return _app_header_prefix(model_type, int(kind), flags) + encode_headers([Header.int32(":stream-id", stream_id)])
+
+
+@functools.lru_cache(maxsize=256)
+def _app_header_prefix(model_type: str | None, kind: int, flags: int) -> bytes:
     headers = [Header.string(":content-type", CONTENT_TYPE_JSON)]
     if model_type is not None:
         headers.append(Header.string("service-model-type", model_type))
-    headers += [Header.int32(":message-type", kind), Header.int32(":message-flags", flags),
-                Header.int32(":stream-id", stream_id)]
-    return headers
+    headers += [Header.int32(":message-type", kind), Header.int32(":message-flags", flags)]
+    return encode_headers(headers)
 
 
 class ProtocolViolation(Exception):
     """A well-framed message that breaks the RPC protocol; the connection is answered and dropped."""
 
 
-class Connection:
-    """Serves one client socket: handshake, pings, streams, a bounded outgoing queue."""
+class Connection(asyncio.Protocol):
+    """Serves one client socket: handshake, pings, streams, and bounded output.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, router: Router,
-                 limits: Limits, stats: Stats) -> None:
-        self.reader = reader
-        self.writer = writer
+    An ``asyncio.Protocol`` rather than a stream reader/writer pair: a request is
+    decoded, handled and answered within the one event-loop callback that received
+    it, which keeps the core's share of a round trip small.
+
+    Output goes straight to the transport while the transport's buffer is below its
+    high-water mark. Past it (the client is not reading) frames wait in a queue;
+    responses always, events only up to ``max_queued_events``/``max_queued_bytes``.
+    Beyond that, events for *this* client are dropped and counted, so a stalled
+    subscriber can never make a publisher or other subscribers wait.
+    """
+
+    WRITE_HIGH_WATER = 4 * 1024 * 1024
+    LINGER_S = 5.0
+
+    def __init__(self, router: Router, limits: Limits, stats: Stats,
+                 registry: set[Connection] | None = None) -> None:
         self.router = router
         self.limits = limits
         self.stats = stats
+        self.registry = registry if registry is not None else set()
         self.principal: str | None = None
-        self.peer = _peer_description(writer)
+        self.peer = "peer unknown"
         self.dropped = 0
         self.streams: dict[int, Stream] = {}
+        self.transport: asyncio.Transport | None = None
         self._last_stream_id = 0
         self._decoder = Decoder(max_message_length=limits.max_frame_size, max_payload_length=limits.max_message_size)
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
+        self._paused = False
         self._closing = False
         self._rejected = False
 
     def __repr__(self) -> str:
         return f"<Connection {self.principal or 'unauthenticated'} {self.peer}>"
 
-    async def serve(self) -> None:
-        """Read until EOF, a protocol error or :meth:`close`; then release every stream."""
-        writer_task = asyncio.create_task(self._write_loop())
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.WRITE_HIGH_WATER)
+        self.peer = _peer_description(transport)
+        self.registry.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._rejected:
+            return
         try:
-            while not self._closing:
-                data = await self.reader.read(256 * 1024)
-                if not data:
-                    if not self._decoder.at_boundary:
-                        self._protocol_error("connection closed in the middle of a frame", reply=False)
-                    break
-                try:
-                    messages = self._decoder.feed(data)
-                except FramingError as exc:
-                    self._protocol_error(f"{type(exc).__name__}: {exc}")
-                    break
-                for message in messages:
-                    try:
-                        self._on_message(message)
-                    except ProtocolViolation as exc:
-                        self._protocol_error(str(exc))
-                    if self._closing or self._rejected:
-                        break
-                if self._rejected:
-                    await self._linger()
-                    break
-        except (ConnectionError, OSError) as exc:
-            log.debug("%r: socket error %s", self, exc)
-        finally:
-            self._closing = True
-            self._release_streams()
-            self._wake.set()
+            messages = self._decoder.feed(data)
+        except FramingError as exc:
+            self._protocol_error(f"{type(exc).__name__}: {exc}")
+            return
+        for message in messages:
             try:
-                await asyncio.wait_for(writer_task, timeout=2.0)
-            except (TimeoutError, ConnectionError, OSError):
-                writer_task.cancel()
-            self.writer.close()
-            try:
-                await asyncio.wait_for(self.writer.wait_closed(), timeout=1.0)
-            except (TimeoutError, ConnectionError, OSError):
-                pass
-            if self.principal is not None:
-                log.info("%s disconnected (%s)", self.principal, self.peer)
-
-    async def _linger(self, timeout: float = 5.0) -> None:
-        """After a rejected CONNECT, let the client hang up first.
-
-        Closing right after the CONNECT_ACK races the client: awscrt may see the socket
-        close before it has handled the ACK and then reports a generic "socket closed"
-        instead of ``AccessDeniedError``. The client closes as soon as it reads the
-        rejection, so waiting for its EOF costs nothing.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0:
-            try:
-                if not await asyncio.wait_for(self.reader.read(65536), remaining):
-                    return
-            except TimeoutError:
+                self._on_message(message)
+            except ProtocolViolation as exc:
+                self._protocol_error(str(exc))
+            if self._closing or self._rejected:
                 return
 
-    def close(self) -> None:
-        """Stop serving once the current message is handled, after flushing what is queued."""
-        self._closing = True
-        self._wake.set()
+    def eof_received(self) -> bool:
+        if not self._decoder.at_boundary and not self._closing:
+            self._protocol_error("connection closed in the middle of a frame", reply=False)
+        return False  # let the transport close
 
-    def abort(self) -> None:
-        """Close from outside the read loop (core shutdown): the socket closes, the read loop sees EOF."""
-        self.close()
-        self.writer.transport.close()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._queue.clear()
+        self._release_streams()
+        self.registry.discard(self)
+        if self.principal is not None:
+            log.info("%s disconnected (%s)%s", self.principal, self.peer, f": {exc}" if exc else "")
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        assert self.transport is not None
+        while self._queue and not self._paused:
+            frame = self._queue.popleft()
+            self._queued_bytes -= len(frame)
+            self.transport.write(frame)
+
+    # -- control ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading; the transport flushes what it holds, then closes."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
 
     def enqueue(self, frame: bytes, *, droppable: bool) -> bool:
-        """Queue a frame. Events are ``droppable``: past the queue bounds they are counted and discarded."""
-        if self._closing:
+        """Send a frame. Events are ``droppable``: past the queue bounds they are counted and discarded."""
+        if self._closing or self.transport is None:
             return False
+        if not self._paused and not self._queue:
+            self.transport.write(frame)
+            return True
         if droppable and (len(self._queue) >= self.limits.max_queued_events
                           or self._queued_bytes + len(frame) > self.limits.max_queued_bytes):
             self.dropped += 1
@@ -215,25 +225,7 @@ class Connection:
             return False
         self._queue.append(frame)
         self._queued_bytes += len(frame)
-        self._wake.set()
         return True
-
-    async def _write_loop(self) -> None:
-        while True:
-            while not self._queue:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-            batch: list[bytes] = []
-            size = 0
-            while self._queue and size < 1024 * 1024:
-                frame = self._queue.popleft()
-                batch.append(frame)
-                size += len(frame)
-            self._queued_bytes -= size
-            self.writer.writelines(batch)
-            await self.writer.drain()
 
     # -- incoming ---------------------------------------------------------------------------------
 
@@ -300,7 +292,12 @@ class Connection:
             self.stats.connections_rejected += 1
             log.warning("rejected IPC connection from %s: %s", self.peer, reason)
             self._send_protocol(MessageType.CONNECT_ACK, 0, [], b"")
+            # Let the client hang up first: closing right after the ACK races awscrt, which may then
+            # report a generic "socket closed" instead of AccessDeniedError. It closes as soon as it
+            # reads the rejection; the timer only covers clients that never do.
             self._rejected = True
+            assert self.transport is not None
+            asyncio.get_running_loop().call_later(self.LINGER_S, self.transport.close)
             return
         self.principal = principal
         self.stats.connections_accepted += 1
@@ -358,7 +355,7 @@ class Connection:
         if stream.closed:
             return
         flags = MessageFlag.TERMINATE_STREAM if terminate else 0
-        self.enqueue(encode_message(_app_headers(model_type, stream.id, kind, flags), body), droppable=False)
+        self.enqueue(encode_frame(_app_headers(model_type, stream.id, kind, flags), body), droppable=False)
         if terminate:
             self._release(stream)
 
@@ -417,9 +414,9 @@ def _payload_text(message: Message | OversizedMessage) -> str:
     return message.payload[:500].decode("utf-8", "replace")
 
 
-def _peer_description(writer: asyncio.StreamWriter) -> str:
+def _peer_description(transport: asyncio.BaseTransport) -> str:
     """``pid N uid U`` from SO_PEERCRED where available: which local process is on the other end."""
-    sock = writer.get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     peercred = getattr(socket, "SO_PEERCRED", None)
     if sock is None or peercred is None:
         return "peer unknown"

@@ -218,7 +218,9 @@ class LocalCore:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._server = loop.run_until_complete(asyncio.start_unix_server(self._serve, path=str(self.socket_path)))
+            self._server = loop.run_until_complete(loop.create_unix_server(
+                lambda: Connection(self.services, self.limits, self.stats_counters, self._connections),
+                path=str(self.socket_path)))
             os.chmod(self.socket_path, 0o600)
         except BaseException as exc:  # report any failure to the starting thread
             failure.append(exc)
@@ -234,25 +236,18 @@ class LocalCore:
             loop.close()
             self._loop = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = Connection(reader, writer, self.services, self.limits, self.stats_counters)
-        self._connections.add(connection)
-        try:
-            await connection.serve()
-        except Exception:  # one broken connection must never take the core down
-            log.exception("connection %r failed", connection)
-        finally:
-            self._connections.discard(connection)
-
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
-            connection.abort()
-        for _ in range(100):
+            connection.close()
+        for _ in range(100):  # close() flushes first; give clients up to 2 s to be written to
             if not self._connections:
                 break
             await asyncio.sleep(0.02)
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
