@@ -1,0 +1,79 @@
+"""The servo-bus interface the actuator drives, independent of the servo brand.
+
+Positions are raw encoder ticks, keyed by servo id. Converting to joint units (degrees,
+calibration) is the caller's job, so a bus implementation only moves bytes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Self
+
+
+@dataclass(frozen=True)
+class ServoBusConfig:
+    """Where the servos are and how to talk to them."""
+
+    port: str
+    """Serial device, e.g. ``/dev/ttyACM0`` or an emulator's pseudo-terminal."""
+    motor_ids: tuple[int, ...]
+    baudrate: int = 1_000_000
+    packet_timeout_ms: float = 50.0
+    """How long to wait for a status packet before the transaction counts as failed."""
+
+    def __post_init__(self) -> None:
+        if not self.motor_ids:
+            raise ValueError("a servo bus needs at least one motor id")
+        if len(set(self.motor_ids)) != len(self.motor_ids):
+            raise ValueError(f"motor ids must be unique: {list(self.motor_ids)}")
+        if self.packet_timeout_ms <= 0:
+            raise ValueError("packet_timeout_ms must be > 0")
+
+
+class ServoBus(abc.ABC):
+    """A half-duplex bus of position-controlled servos.
+
+    Every method raises :class:`vla_edge.errors.ServoBusError` on failure; after a
+    failure that lost the port (``is_connected`` is then false) call :meth:`connect`
+    again.
+    """
+
+    def __init__(self, config: ServoBusConfig) -> None:
+        self.config = config
+
+    @property
+    def motor_ids(self) -> tuple[int, ...]:
+        return self.config.motor_ids
+
+    @property
+    @abc.abstractmethod
+    def is_connected(self) -> bool: ...
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the port and check that every configured servo answers with the expected model."""
+
+    @abc.abstractmethod
+    def sync_read_positions(self) -> dict[int, int]:
+        """Present position of every configured servo, in ticks."""
+
+    @abc.abstractmethod
+    def sync_write_goals(self, goals: Mapping[int, int]) -> None:
+        """Goal position (ticks) for the given servos in one broadcast packet."""
+
+    @abc.abstractmethod
+    def set_torque(self, enabled: bool) -> None:
+        """Enable or disable torque on every configured servo."""
+
+    @abc.abstractmethod
+    def disconnect(self) -> None:
+        """Close the port (torque is left as it is); safe to call twice."""
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()

@@ -1,0 +1,281 @@
+"""Feetech STS3215 servo bus over the real ``feetech-servo-sdk`` (``scservo_sdk``) and pyserial.
+
+Every SDK outcome is checked: a non-success communication result (no reply, corrupt
+reply, port busy), a set error bit in a status packet, and a serial failure (the
+USB adapter unplugged: ``SerialException``/``OSError``) all become
+:class:`~vla_edge.errors.ServoBusError` with what failed, on which port and servo, and
+what to check. A serial failure also closes the port, so ``is_connected`` turns false
+and the caller knows to :meth:`FeetechBus.connect` again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import termios
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+
+import scservo_sdk as scs
+from serial import SerialException
+
+from vla_edge.errors import ServoBusError
+from vla_edge.motors.base import ServoBus, ServoBusConfig
+from vla_edge.motors.feetech import tables
+from vla_edge.motors.feetech.tables import Register
+
+log = logging.getLogger(__name__)
+
+_PORT_ERRORS = (SerialException, OSError, termios.error)
+"""What a vanished or broken port raises: pyserial, the OS, or termios (``tcdrain``/``tcflush`` give EIO)."""
+
+_RESULT_NAMES = {
+    scs.COMM_PORT_BUSY: "COMM_PORT_BUSY",
+    scs.COMM_TX_FAIL: "COMM_TX_FAIL",
+    scs.COMM_RX_FAIL: "COMM_RX_FAIL",
+    scs.COMM_TX_ERROR: "COMM_TX_ERROR",
+    scs.COMM_RX_WAITING: "COMM_RX_WAITING",
+    scs.COMM_RX_TIMEOUT: "COMM_RX_TIMEOUT",
+    scs.COMM_RX_CORRUPT: "COMM_RX_CORRUPT",
+    scs.COMM_NOT_AVAILABLE: "COMM_NOT_AVAILABLE",
+}
+_RESULT_HINTS = {
+    scs.COMM_RX_TIMEOUT: "no status packet: check the servo power supply, the cable chain, the ids and the baud rate",
+    scs.COMM_RX_CORRUPT: "bad status packet: electrical noise, a loose cable, or another process using the port",
+    scs.COMM_PORT_BUSY: "the port is marked busy by an unfinished transaction",
+}
+
+
+class TimedPortHandler(scs.PortHandler):  # type: ignore[misc]
+    """The SDK's port handler with a configurable status-packet timeout.
+
+    The stock timeout (about 34 ms plus transfer time) is shorter than a loaded USB
+    serial adapter sometimes needs; LeRobot raises it to 50 ms for the same reason.
+    """
+
+    def __init__(self, port_name: str, timeout_ms: float) -> None:
+        super().__init__(port_name)
+        self.timeout_ms = timeout_ms
+
+    def setPacketTimeout(self, packet_length: int) -> None:
+        self.packet_start_time = self.getCurrentTime()
+        self.packet_timeout = self.tx_time_per_byte * packet_length + self.timeout_ms
+
+
+class FeetechBus(ServoBus):
+    """STS3215 servos (protocol 0) on one serial port. Thread-safe: one transaction at a time."""
+
+    def __init__(self, config: ServoBusConfig, model_number: int = tables.STS3215_MODEL_NUMBER) -> None:
+        super().__init__(config)
+        if config.baudrate not in tables.BAUDRATE_CODES:
+            raise ServoBusError(
+                f"baud rate {config.baudrate} is not one the STS3215 supports: {sorted(tables.BAUDRATE_CODES)}"
+            )
+        self.model_number = model_number
+        self._lock = threading.RLock()
+        self._port: TimedPortHandler | None = None
+        self._packets = scs.PacketHandler(tables.PROTOCOL_END)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        port = self._port
+        return port is not None and bool(port.is_open)
+
+    def connect(self) -> None:
+        with self._lock:
+            if self.is_connected:
+                return
+            name = self.config.port
+            port = TimedPortHandler(name, self.config.packet_timeout_ms)
+            try:
+                if not port.setBaudRate(self.config.baudrate):
+                    raise ServoBusError(f"the SDK refused baud rate {self.config.baudrate} on {name}")
+                fcntl.flock(port.ser.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                port.closePort()
+                raise ServoBusError(f"{name} is already in use by another process; stop it first") from exc
+            except _PORT_ERRORS as exc:
+                raise ServoBusError(
+                    f"cannot open servo port {name}: {exc}. Check that the arm's USB adapter is plugged in, "
+                    "the path is right (ls /dev/ttyACM* /dev/ttyUSB*), and this user may open it (group dialout)."
+                ) from exc
+            self._port = port
+            try:
+                self._check_servos()
+            except ServoBusError:
+                self.disconnect()
+                raise
+            log.info("connected to %d servos on %s at %d baud", len(self.motor_ids), name, self.config.baudrate)
+
+    def _check_servos(self) -> None:
+        missing: list[int] = []
+        wrong: dict[int, int] = {}
+        for motor_id in self.motor_ids:
+            try:
+                model = self.ping(motor_id)
+            except ServoBusError as exc:
+                if not self.is_connected:
+                    raise
+                log.debug("servo %d: %s", motor_id, exc)
+                missing.append(motor_id)
+                continue
+            if model != self.model_number:
+                wrong[motor_id] = model
+        problems = []
+        if missing:
+            problems.append(f"servos {missing} did not answer (check power, cabling, ids and baud rate)")
+        if wrong:
+            found = ", ".join(f"id {i}: model {m}" for i, m in wrong.items())
+            problems.append(f"wrong servo model ({found}; expected STS3215 = {self.model_number})")
+        if problems:
+            raise ServoBusError(
+                f"servo check on {self.config.port} at {self.config.baudrate} baud failed: " + "; ".join(problems)
+            )
+
+    def disconnect(self) -> None:
+        with self._lock:
+            port, self._port = self._port, None
+            if port is None or port.ser is None:
+                return
+            try:
+                port.closePort()
+            except _PORT_ERRORS as exc:
+                log.debug("closing %s: %s", self.config.port, exc)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def ping(self, motor_id: int) -> int:
+        """Ping one servo and return its model number."""
+        with self._transaction(f"ping servo {motor_id}") as port:
+            model, result, error = self._packets.ping(port, motor_id)
+            self._check(result, error, f"ping servo {motor_id}")
+            return int(model)
+
+    def read(self, register: Register, motor_id: int) -> int:
+        """Read one register of one servo (sign-magnitude values decoded)."""
+        what = f"read {register.name} from servo {motor_id}"
+        with self._transaction(what) as port:
+            data, result, error = self._packets.readTxRx(port, motor_id, register.address, register.size)
+            self._check(result, error, what)
+            return tables.decode_value(register, tables.from_bytes(data))
+
+    def write(self, register: Register, motor_id: int, value: int) -> None:
+        """Write one register of one servo and wait for its status packet."""
+        data = tables.to_bytes(tables.encode_value(register, value), register.size)
+        what = f"write {register.name}={value} to servo {motor_id}"
+        with self._transaction(what) as port:
+            result, error = self._packets.writeTxRx(port, motor_id, register.address, register.size, data)
+            self._check(result, error, what)
+
+    def sync_read(self, register: Register, motor_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """One SYNC_READ packet; every listed servo answers with its own status packet, in order."""
+        ids = list(self.motor_ids if motor_ids is None else motor_ids)
+        what = f"sync read {register.name} from servos {ids}"
+        with self._transaction(what) as port:
+            reader = scs.GroupSyncRead(port, self._packets, register.address, register.size)
+            for motor_id in ids:
+                reader.addParam(motor_id)
+            self._check(reader.txPacket(), 0, what)
+            errors: dict[int, int] = {}
+            for motor_id in ids:
+                data, result, error = self._packets.readRx(port, motor_id, register.size)
+                self._check(result, 0, f"{what}: servo {motor_id}")
+                reader.data_dict[motor_id] = data
+                if error:
+                    errors[motor_id] = error
+            if errors:
+                raise ServoBusError(
+                    f"{what}: "
+                    + "; ".join(f"servo {i} reports {tables.describe_error_bits(e)}" for i, e in errors.items())
+                )
+            values = {}
+            for motor_id in ids:
+                if not reader.isAvailable(motor_id, register.address, register.size):
+                    raise ServoBusError(f"{what}: servo {motor_id} returned a short status packet")
+                raw = reader.getData(motor_id, register.address, register.size)
+                values[motor_id] = tables.decode_value(register, raw)
+            return values
+
+    def sync_write(self, register: Register, values: Mapping[int, int]) -> None:
+        """One broadcast SYNC_WRITE packet (servos do not answer it)."""
+        if not values:
+            return
+        what = f"sync write {register.name} to servos {sorted(values)}"
+        payload = {i: tables.to_bytes(tables.encode_value(register, v), register.size) for i, v in values.items()}
+        with self._transaction(what) as port:
+            writer = scs.GroupSyncWrite(port, self._packets, register.address, register.size)
+            for motor_id, data in payload.items():
+                writer.addParam(motor_id, data)
+            self._check(writer.txPacket(), 0, what)
+
+    # --- what the actuator uses ------------------------------------------------------------
+
+    def sync_read_positions(self) -> dict[int, int]:
+        return self.sync_read(tables.PRESENT_POSITION)
+
+    def sync_write_goals(self, goals: Mapping[int, int]) -> None:
+        unknown = set(goals) - set(self.motor_ids)
+        if unknown:
+            raise ValueError(f"goal for servo ids {sorted(unknown)} not on this bus {list(self.motor_ids)}")
+        self.sync_write(tables.GOAL_POSITION, goals)
+
+    def set_torque(self, enabled: bool) -> None:
+        """Broadcast the new torque state, then confirm it servo by servo.
+
+        Every servo is tried even if one fails, so a dead servo cannot keep the
+        others powered during an emergency stop; the failures are raised together.
+        """
+        value = 1 if enabled else 0
+        failures = []
+        try:
+            self.sync_write(tables.TORQUE_ENABLE, {i: value for i in self.motor_ids})
+        except ServoBusError as exc:
+            if not self.is_connected:
+                raise
+            failures.append(str(exc))
+        for motor_id in self.motor_ids:
+            try:
+                self.write(tables.TORQUE_ENABLE, motor_id, value)
+            except ServoBusError as exc:
+                if not self.is_connected:
+                    raise
+                failures.append(str(exc))
+        if failures:
+            raise ServoBusError(f"torque {'on' if enabled else 'off'} incomplete: " + "; ".join(failures))
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[TimedPortHandler]:
+        with self._lock:
+            port = self._port
+            if port is None or not port.is_open:
+                raise ServoBusError(f"{what}: servo port {self.config.port} is not connected")
+            try:
+                yield port
+            except _PORT_ERRORS as exc:
+                self.disconnect()
+                raise ServoBusError(
+                    f"{what}: servo port {self.config.port} failed ({exc}); it was closed. "
+                    "Check the USB cable; the port is reopened on the next connect()."
+                ) from exc
+            finally:
+                port.is_using = False
+
+    def _check(self, result: int, error: int, what: str) -> None:
+        if result != scs.COMM_SUCCESS:
+            self._drain()
+            name = _RESULT_NAMES.get(result, f"result {result}")
+            hint = _RESULT_HINTS.get(result, self._packets.getTxRxResult(result))
+            raise ServoBusError(f"{what} on {self.config.port}: {name}, {hint}")
+        if error:
+            raise ServoBusError(f"{what}: servo reports {tables.describe_error_bits(error)} (error byte 0x{error:02x})")
+
+    def _drain(self) -> None:
+        """Drop late or partial replies so they cannot be mistaken for the next answer."""
+        port = self._port
+        if port is not None and port.ser is not None:
+            port.ser.reset_input_buffer()

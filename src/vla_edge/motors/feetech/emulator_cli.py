@@ -1,0 +1,66 @@
+"""``vla-edge emulate-arm``: serve an emulated SO-101 servo chain on a pseudo-terminal.
+
+The first line of standard output is the serial device path and nothing else, so a
+script can read it and hand it to the actuator (``serialPort``). The emulator then
+serves until SIGINT or SIGTERM and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from vla_edge.motors.feetech.emulator import ArmEmulator
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vla-edge emulate-arm",
+        description="Emulate Feetech STS3215 servos on a pseudo-terminal; prints the device path first.",
+    )
+    parser.add_argument("--servos", type=int, default=6, help="number of servos (default 6)")
+    parser.add_argument("--first-id", type=int, default=1, help="id of the first servo (default 1)")
+    parser.add_argument("--position", type=int, default=2048, help="initial position in ticks (default 2048)")
+    parser.add_argument("--speed", type=float, default=3000.0, help="servo speed in ticks/s (default 3000)")
+    parser.add_argument("--log-level", default="WARNING", help="logging level on stderr (default WARNING)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        emulator = ArmEmulator(
+            args.servos, first_id=args.first_id, initial_position=args.position, speed_ticks_per_s=args.speed
+        )
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping the emulator", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with emulator:
+            sys.stdout.write(emulator.device_path + "\n")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
