@@ -1,0 +1,316 @@
+"""Drives the arm: action chunks in, safe goal positions out, joint state back.
+
+One control thread owns the servo bus. Each tick (``controlHz``) it
+
+1. takes the action scheduled for now (:mod:`.schedule`), clamps it (:mod:`.safety`)
+   and sync-writes the goals,
+2. sync-reads the present positions and publishes :class:`~vla_edge.messages.JointState`.
+
+Torque rules
+    Connecting holds the arm where it is (goal = present position, torque on). With no
+    fresh action for ``holdAfterS`` the arm holds; after ``torqueOffAfterS`` torque goes
+    off. An emergency stop turns torque off at once and latches until a reset
+    (``engaged=false``); while latched no goal is ever written. After an e-stop or a
+    watchdog torque-off, torque returns only with the next fresh action, which starts
+    from the measured position. On stop: hold, then torque off.
+
+A servo-bus failure never leaves the loop: it is counted (``bus_errors``), reported
+(state ERRORED with the reason) and the arm is re-held on the next good tick; a lost
+port is reopened every ``reconnectIntervalS``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from vla_edge import messages
+from vla_edge.bus.base import Bus
+from vla_edge.components.actuator.config import ActuatorConfig
+from vla_edge.components.actuator.safety import UnsafeAction, clamp_goal
+from vla_edge.components.actuator.schedule import ActionSchedule, ScheduledAction
+from vla_edge.components.actuator.units import degrees_to_ticks, ticks_to_degrees
+from vla_edge.components.base import Component
+from vla_edge.errors import BusError, ServoBusError
+from vla_edge.motors.base import ServoBus, ServoBusConfig
+
+
+def make_servo_bus(config: ActuatorConfig) -> ServoBus:
+    from vla_edge.motors.feetech.bus import FeetechBus
+
+    return FeetechBus(
+        ServoBusConfig(
+            port=config.serial_port,
+            motor_ids=config.motor_ids,
+            baudrate=config.baudrate,
+            packet_timeout_ms=config.packet_timeout_ms,
+        )
+    )
+
+
+class ActuatorComponent(Component[ActuatorConfig]):
+    name = "actuator"
+
+    def __init__(self, bus: Bus, config: ActuatorConfig, servos: ServoBus | None = None) -> None:
+        super().__init__(bus, config)
+        self.servos = servos if servos is not None else make_servo_bus(config)
+        self.schedule = ActionSchedule(config.names)
+        self._ids = config.motor_ids
+        self._lower = [joint.min_deg for joint in config.joints]
+        self._upper = [joint.max_deg for joint in config.joints]
+        self._estop = threading.Event()
+        self._wake = threading.Event()
+        # Control-thread state.
+        self._present: list[float] | None = None
+        self._goal: list[float] | None = None
+        self._torque: bool | None = None
+        self._holding = True
+        self._resync = False
+        self._last_action = time.monotonic()
+        self._next_connect = 0.0
+        self._actions_applied = 0
+        self._latency_ms: float | None = None
+        self._tick_starts: collections.deque[float] = collections.deque(maxlen=256)
+        self._tick_ms = 0.0
+        self._tick_ms_max = 0.0
+
+    # --- inbound messages (transport thread) ----------------------------------------------
+
+    def _on_chunk(self, chunk: messages.ActionChunk) -> None:
+        if self._estop.is_set():
+            self.counters.add("ignored.chunk_during_estop")
+            return
+        try:
+            replaced = self.schedule.add(chunk)
+        except UnsafeAction as exc:
+            self.counters.add(f"rejected.{exc.reason}")
+            self.log.warning("rejected action chunk: %s", exc)
+            return
+        if replaced:
+            self.counters.add("actions_replaced", replaced)
+
+    def _on_estop(self, estop: messages.EStop) -> None:
+        if estop.engaged:
+            if not self._estop.is_set():
+                self._estop.set()
+                self.counters.add("safety.estop")
+                self.log.error("EMERGENCY STOP from %s: %s", estop.source, estop.reason or "(no reason)")
+        elif self._estop.is_set():
+            self._estop.clear()
+            self.counters.add("safety.estop_reset")
+            self.log.warning("e-stop reset by %s; torque returns with the next fresh action", estop.source)
+        self._wake.set()
+
+    # --- control loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self.router.subscribe(messages.TOPIC_ACTION_CHUNK, self._on_chunk, expect=messages.ActionChunk)
+        self.router.subscribe(messages.TOPIC_ESTOP, self._on_estop, expect=messages.EStop)
+        period = self.config.tick_s
+        self._last_action = time.monotonic()
+        next_tick = time.monotonic()
+        try:
+            while not stop.is_set():
+                self._tick()
+                self._publish_health()
+                next_tick += period
+                if self._wake.wait(max(0.0, next_tick - time.monotonic())):
+                    self._wake.clear()
+                    next_tick = time.monotonic()
+                elif time.monotonic() - next_tick > period:
+                    self.counters.add("tick_overruns")
+                    next_tick = time.monotonic()
+        finally:
+            self._shutdown()
+
+    def _tick(self) -> None:
+        started = time.monotonic()
+        self._tick_starts.append(started)
+        if not self.servos.is_connected:
+            if started < self._next_connect:
+                return
+            self._next_connect = started + self.config.reconnect_interval_s
+            try:
+                self._connect()
+            except ServoBusError as exc:
+                self._bus_error(exc)
+                return
+        try:
+            self._control(started)
+        except ServoBusError as exc:
+            self._bus_error(exc)
+        else:
+            self.set_state("RUNNING")
+        self._tick_ms = (time.monotonic() - started) * 1000.0
+        self._tick_ms_max = max(self._tick_ms_max, self._tick_ms)
+
+    def _connect(self) -> None:
+        self.servos.connect()
+        self._present = self._read_present()
+        if self._estop.is_set() or self._idle() >= self.config.torque_off_after_s:
+            self._set_torque(False)
+        else:
+            self._hold(energize=True)
+        self._resync = False
+        self.log.info("servo bus ready on %s", self.config.serial_port)
+
+    def _control(self, now: float) -> None:
+        latency_ms = None
+        applied: ScheduledAction | None = None
+        if self._estop.is_set():
+            dropped = self.schedule.clear()
+            if dropped:
+                self.counters.add("actions_dropped.estop", dropped)
+            if self._torque is not False:
+                self._set_torque(False)
+            self._holding = True
+        else:
+            due = self.schedule.pop_due(time.time(), self.config.tick_s)
+            if due.stale:
+                self.counters.add("actions_dropped.stale", due.stale)
+            if due.skipped:
+                self.counters.add("actions_dropped.superseded", due.skipped)
+            if due.action is None:
+                self._watchdog()
+            else:
+                done, latency_ms = self._apply(due.action, now)
+                applied = due.action if done else None
+        self._present = self._read_present()
+        self._resync = False
+        self._publish_state(latency_ms, applied)
+
+    def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
+        """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""
+        if self._torque is not True:
+            self._hold(energize=True)
+        reference = self._goal if self._goal is not None else self._present
+        assert reference is not None  # read on connect
+        try:
+            clamped = clamp_goal(action.values, reference, self._lower, self._upper, self.config.max_step_deg)
+        except UnsafeAction as exc:
+            self.counters.add("safety.rejected_action")
+            self.log.warning("action not applied: %s", exc)
+            return False, None
+        self.servos.sync_write_goals(self._to_ticks(clamped.goals))
+        written = time.time()
+        self._goal = list(clamped.goals)
+        self._holding = False
+        self._last_action = now
+        self._actions_applied += 1
+        self.counters.add("actions_applied")
+        if clamped.any_limited:
+            self.counters.add("safety.clamped_limit")
+        if clamped.any_stepped:
+            self.counters.add("safety.clamped_step")
+        if action.chunk.applied:
+            return True, None
+        action.chunk.applied = True
+        self._latency_ms = (written - action.chunk.t_observation) * 1000.0
+        return True, self._latency_ms
+
+    def _watchdog(self) -> None:
+        idle = self._idle()
+        if idle >= self.config.torque_off_after_s:
+            if self._torque is not False:
+                self.log.warning("no fresh action for %.1f s: torque off", idle)
+                self.counters.add("safety.watchdog_torque_off")
+                self._set_torque(False)
+        elif self._torque is True and (self._resync or (idle >= self.config.hold_after_s and not self._holding)):
+            if not self._resync:
+                self.log.info("no fresh action for %.2f s: holding", idle)
+                self.counters.add("safety.watchdog_hold")
+            self._hold(energize=False)
+
+    def _hold(self, energize: bool) -> None:
+        """Goal := measured position (nothing moves); with ``energize`` also switch torque on."""
+        assert self._present is not None
+        self.servos.sync_write_goals(self._to_ticks(self._present))
+        self._goal = list(self._present)
+        self._holding = True
+        if energize:
+            self._set_torque(True)
+
+    def _set_torque(self, enabled: bool) -> None:
+        self._torque = None  # unknown until the bus confirms
+        self.servos.set_torque(enabled)
+        self._torque = enabled
+        if not enabled:
+            self._goal = None
+            self._holding = True
+
+    def _bus_error(self, exc: ServoBusError) -> None:
+        self.counters.add("bus_errors")
+        self._resync = True
+        self.set_state("ERRORED", str(exc))
+        self.log.warning("servo bus: %s", exc)
+
+    def _shutdown(self) -> None:
+        self.set_state("STOPPING")
+        if self.servos.is_connected:
+            try:
+                if self._torque is not False and self._present is not None and not self._estop.is_set():
+                    self._present = self._read_present()
+                    self._hold(energize=False)
+                self._set_torque(False)
+            except ServoBusError as exc:
+                self.counters.add("bus_errors")
+                self.log.error("could not hold and release the arm on stop: %s", exc)
+        self.servos.disconnect()
+        self._publish_health(force=True)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _idle(self) -> float:
+        return time.monotonic() - self._last_action
+
+    def _read_present(self) -> list[float]:
+        ticks = self.servos.sync_read_positions()
+        return [ticks_to_degrees(ticks[i]) for i in self._ids]
+
+    def _to_ticks(self, degrees: list[float] | tuple[float, ...]) -> dict[int, int]:
+        return {i: degrees_to_ticks(d) for i, d in zip(self._ids, degrees, strict=True)}
+
+    def _publish_state(self, latency_ms: float | None, applied: ScheduledAction | None) -> None:
+        assert self._present is not None
+        state = messages.JointState(
+            t=time.time(),
+            names=self.config.names,
+            positions=self._present,
+            goals=self._goal,
+            holding=self._holding,
+            torque_enabled=self._torque is True,
+            actions_applied=self._actions_applied,
+            latency_ms=latency_ms,
+            chunk_id=applied.chunk.chunk_id if applied is not None else None,
+            action_index=applied.index if applied is not None else None,
+        )
+        try:
+            self.router.publish(state)
+        except BusError as exc:
+            self.counters.add("publish_errors")
+            self.log.warning("joint state not published: %s", exc)
+
+    def _publish_health(self, force: bool = False) -> None:
+        try:
+            self.publish_health(force=force)
+        except BusError as exc:
+            self.counters.add("publish_errors")
+            self.log.warning("health not published: %s", exc)
+
+    def metrics(self) -> dict[str, float | None]:
+        starts = list(self._tick_starts)
+        span = starts[-1] - starts[0] if len(starts) > 1 else 0.0
+        figures: dict[str, float | None] = {
+            "ticks_per_s": (len(starts) - 1) / span if span > 0 else None,
+            "tick_ms": self._tick_ms,
+            "tick_ms_max": self._tick_ms_max,
+            "queued_actions": float(len(self.schedule)),
+            "latency_ms": self._latency_ms,
+            "holding": float(self._holding),
+            "torque_enabled": None if self._torque is None else float(self._torque),
+            "estop": float(self._estop.is_set()),
+            "idle_s": self._idle(),
+        }
+        self._tick_ms_max = 0.0
+        return figures

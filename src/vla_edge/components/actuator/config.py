@@ -1,0 +1,93 @@
+"""Configuration of the actuator component (recipe ``DefaultConfiguration`` keys, camelCase).
+
+Joint positions are in degrees. Until calibration lands, a joint's angle is its raw
+encoder reading with 2048 ticks = 0° and 4096 ticks per turn (:mod:`.units`).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from vla_edge.components.base import ConfigModel
+
+SUPPORTED_BAUDRATES = (1_000_000, 500_000, 250_000, 128_000, 115_200, 57_600, 38_400, 19_200)
+
+
+class JointConfig(ConfigModel):
+    """One joint: its name in action chunks, its servo id on the bus and its allowed range."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: int = Field(ge=0, le=252)
+    min_deg: float = Field(ge=-180.0, le=180.0, allow_inf_nan=False)
+    max_deg: float = Field(ge=-180.0, le=180.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _range(self) -> JointConfig:
+        if self.min_deg >= self.max_deg:
+            raise ValueError(f"joint {self.name!r}: minDeg {self.min_deg} must be below maxDeg {self.max_deg}")
+        return self
+
+
+def so101_joints() -> list[JointConfig]:
+    """SO-100/SO-101 follower: servos 1..6, conservative ranges around the mid position."""
+    return [
+        JointConfig(name="shoulder_pan", id=1, min_deg=-110.0, max_deg=110.0),
+        JointConfig(name="shoulder_lift", id=2, min_deg=-100.0, max_deg=100.0),
+        JointConfig(name="elbow_flex", id=3, min_deg=-100.0, max_deg=100.0),
+        JointConfig(name="wrist_flex", id=4, min_deg=-100.0, max_deg=100.0),
+        JointConfig(name="wrist_roll", id=5, min_deg=-160.0, max_deg=160.0),
+        JointConfig(name="gripper", id=6, min_deg=-10.0, max_deg=100.0),
+    ]
+
+
+class ActuatorConfig(ConfigModel):
+    serial_port: str = Field(default="/dev/ttyACM0", min_length=1)
+    """Serial device of the arm's servo bus adapter (the user needs the ``dialout`` group)."""
+    baudrate: int = 1_000_000
+    joints: list[JointConfig] = Field(default_factory=so101_joints, min_length=1, max_length=32)
+    max_step_deg: float = Field(default=5.0, gt=0.0, le=90.0, allow_inf_nan=False)
+    """Largest change of any joint's goal in one control tick (5° at 30 Hz = 150°/s)."""
+    control_hz: float = Field(default=30.0, ge=1.0, le=200.0, allow_inf_nan=False)
+    hold_after_s: float = Field(default=0.5, gt=0.0, le=60.0, allow_inf_nan=False)
+    """Watchdog: with no fresh action for this long the arm holds its position."""
+    torque_off_after_s: float = Field(default=10.0, gt=0.0, le=3600.0, allow_inf_nan=False)
+    """Watchdog: with no fresh action for this long torque is switched off (the arm goes limp)."""
+    packet_timeout_ms: float = Field(default=50.0, ge=5.0, le=1000.0, allow_inf_nan=False)
+    reconnect_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baudrate(cls, value: int) -> int:
+        if value not in SUPPORTED_BAUDRATES:
+            raise ValueError(f"baudrate {value} is not supported by STS3215 servos; use one of {SUPPORTED_BAUDRATES}")
+        return value
+
+    @field_validator("joints")
+    @classmethod
+    def _unique(cls, joints: list[JointConfig]) -> list[JointConfig]:
+        for attribute in ("name", "id"):
+            values = [getattr(joint, attribute) for joint in joints]
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"joint {attribute}s must be unique; duplicated: {duplicates}")
+        return joints
+
+    @model_validator(mode="after")
+    def _watchdog_order(self) -> ActuatorConfig:
+        if self.torque_off_after_s <= self.hold_after_s:
+            raise ValueError(
+                f"torqueOffAfterS ({self.torque_off_after_s}) must be longer than holdAfterS ({self.hold_after_s})"
+            )
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [joint.name for joint in self.joints]
+
+    @property
+    def motor_ids(self) -> tuple[int, ...]:
+        return tuple(joint.id for joint in self.joints)
+
+    @property
+    def tick_s(self) -> float:
+        return 1.0 / self.control_hz

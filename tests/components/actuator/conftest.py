@@ -1,0 +1,33 @@
+"""Fixtures for the actuator tests (helpers live in ``tests/actuator_support.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from actuator_support import Harness, actuator_config, finish, start
+
+from vla_edge.motors.feetech.emulator import ArmEmulator
+
+
+@pytest.fixture
+def emulator() -> Iterator[ArmEmulator]:
+    with ArmEmulator(6) as emu:
+        yield emu
+
+
+@pytest.fixture
+def make_actuator(emulator: ArmEmulator) -> Iterator[Any]:
+    started: list[Harness] = []
+
+    def make(**overrides: Any) -> Harness:
+        config = actuator_config(emulator.device_path, **overrides)
+        harness = start(emulator, config)
+        started.append(harness)
+        return harness
+
+    yield make
+    for harness in started:
+        if harness.thread.is_alive():
+            finish(harness)
