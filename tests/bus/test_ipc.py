@@ -223,3 +223,12 @@ def test_connect_waits_for_a_core_that_is_still_starting(tmp_path: Path, caplog:
             assert "error" not in result, result.get("error")
             with result["bus"] as late:
                 assert late.get_configuration(["late"]) is True
+
+
+def test_core_going_away_turns_into_bus_errors(core: LocalCore, bus: Callable[[str], GreengrassIpcBus]) -> None:
+    camera = bus(CAMERA)
+    camera.subscribe_to_configuration_update(Inbox())
+    core.stop()
+    with pytest.raises(BusError):
+        camera.publish("vla-edge/x", {"after": "stop"})
+    camera.close()  # and closing does not hang or raise

@@ -183,3 +183,26 @@ def test_slow_subscriber_loses_its_own_events_without_stalling_others(
     wait_for(lambda: core.stats()["dropped_events"] > 0)
     assert core.stats()["dropped_events"] < total
     stalled.close()
+
+
+def test_many_concurrent_clients_all_get_the_message(core: LocalCore, ipc: Callable[..., Any]) -> None:
+    clients: list[Any] = [None] * 24
+    inboxes = [Inbox() for _ in clients]
+
+    def join(index: int) -> None:
+        clients[index] = ipc(ALPHA if index % 2 else BETA)
+        topic = "test/fanout"
+        clients[index].subscribe_to_topic(topic=topic, receive_mode="RECEIVE_ALL_MESSAGES",
+                                          on_stream_event=inboxes[index])
+
+    threads = [threading.Thread(target=join, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert all(client is not None for client in clients)
+    clients[0].publish_to_topic(topic="test/fanout",
+                                publish_message=model.PublishMessage(json_message=model.JsonMessage(message={"n": 1})))
+    for inbox in inboxes:
+        assert inbox.wait_for_count(1)[0].json_message.message == {"n": 1}
+    assert core.stats()["connections_accepted"] == len(clients)

@@ -10,8 +10,8 @@ the unmodified awsiotsdk client cannot tell this core from a device:
   header ``operation`` (e.g. ``aws.greengrass#PublishToTopic``).
 * The first client message must be CONNECT with ``:version`` = ``0.1.0`` and the
   JSON payload ``{"authToken": SVCUID}``. The answer is CONNECT_ACK with flag
-  CONNECTION_ACCEPTED, or CONNECT_ACK without it followed by closing the socket
-  (the SDK then raises ``AccessDeniedError``).
+  CONNECTION_ACCEPTED, or CONNECT_ACK without it, after which the client closes
+  the socket and raises ``AccessDeniedError``.
 * PING is answered by PING_RESPONSE echoing the non-``:`` headers and the payload.
 * Application messages carry ``:content-type: application/json`` and
   ``service-model-type`` naming the shape. A plain operation answers once with

@@ -18,6 +18,12 @@ The server is one asyncio event loop on a background thread. Every client has a
 bounded outgoing queue, so a subscriber that stops reading loses its own events
 (counted in :meth:`LocalCore.stats`, logged) and never stalls a publisher or
 the other subscribers.
+
+Size limits (:class:`~vla_edge.core.protocol.Limits`): a message payload above
+``max_message_size`` (default 10 MiB) is read, discarded and answered with
+InvalidArgumentsError on its stream; a frame above ``max_frame_size`` (24 MiB, the
+ceiling of awscrt's own event-stream library) drops the connection. Large data
+(images, model files) belongs in files whose paths travel over IPC.
 """
 
 from __future__ import annotations
