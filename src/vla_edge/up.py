@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -184,8 +183,10 @@ def run_up(options: UpOptions) -> int:
             )
             for c in COMPONENTS
         ]
-        os.environ.update(component_environment(run_dir, MONITOR_IDENTITY))
-        bus = GreengrassIpcBus.connect()
+        monitor_env = component_environment(run_dir, MONITOR_IDENTITY)
+        bus = GreengrassIpcBus.connect(
+            socket_path=monitor_env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], token=monitor_env["SVCUID"]
+        )
         monitor = SuiteMonitor(bus)
         monitor.start()
         supervisor = Supervisor(specs, on_change=_log_change)
