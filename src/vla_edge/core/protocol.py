@@ -1,5 +1,31 @@
 """Event-stream RPC vocabulary shared by the connection layer and the operations.
 
+What awscrt's client (``aws-c-event-stream``) and the nucleus's server
+(``aws-iot-device-sdk-java-v2`` event-stream-rpc-server) do, and so what we do:
+
+* Every frame carries int32 headers ``:message-type``, ``:message-flags`` and
+  ``:stream-id``. Stream 0 carries connection messages (CONNECT, PING...), other
+  ids carry one operation each; a stream's first message names it in the string
+  header ``operation`` (e.g. ``aws.greengrass#PublishToTopic``).
+* The first client message must be CONNECT with ``:version`` = ``0.1.0`` and the
+  JSON payload ``{"authToken": SVCUID}``. The answer is CONNECT_ACK with flag
+  CONNECTION_ACCEPTED, or CONNECT_ACK without it, after which the client closes
+  the socket and raises ``AccessDeniedError``.
+* PING is answered by PING_RESPONSE echoing the non-``:`` headers and the payload.
+* Application messages carry ``:content-type: application/json`` and
+  ``service-model-type`` naming the shape. A plain operation answers once with
+  TERMINATE_STREAM; a streaming one answers without it, then sends events on the
+  same stream until the client sends TERMINATE_STREAM.
+* A modelled error is an APPLICATION_ERROR with TERMINATE_STREAM whose
+  ``service-model-type`` is the error shape (``aws.greengrass#UnauthorizedError``)
+  and whose JSON has ``message`` (what the SDK reads) plus the Java server's
+  ``_message``/``_errorCode``/``_service``.
+* An operation the server does not know gets APPLICATION_ERROR + TERMINATE_STREAM
+  with ``{"error": "Unsupported Operation", ...}`` and *no* service-model-type;
+  the Python SDK then fails the call with ``StreamClosedError``.
+* Framing errors or out-of-protocol messages get a PROTOCOL_ERROR and the
+  connection is closed, as ``aws-c-event-stream`` does.
+
 Message types and flags are those of ``awscrt.eventstream.rpc``; the modelled
 errors are the Greengrass error shapes the SDK maps to exception classes by their
 ``service-model-type`` (``aws.greengrass#UnauthorizedError`` ->
