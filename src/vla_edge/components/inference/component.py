@@ -71,6 +71,7 @@ class InferenceComponent(Component[InferenceConfig]):
             self.log.warning(UNTRAINED_WARNING, self.policy.path)
         self._lock = threading.Lock()
         self._frames: dict[str, messages.Frame] = {}
+        self._unexpected_cameras: set[str] = set()
         self._joint_state: messages.JointState | None = None
         self._task = config.task
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -96,7 +97,13 @@ class InferenceComponent(Component[InferenceConfig]):
 
     def _on_frame(self, frame: messages.Frame) -> None:
         if frame.camera not in self.config.cameras:
-            self.counters.add("frames_ignored")
+            self.counters.add("rejected.unexpected_topic")
+            if frame.camera not in self._unexpected_cameras:  # once per camera: a stray camera runs at 30 Hz
+                self._unexpected_cameras.add(frame.camera)
+                self.log.warning(
+                    "frames on %s are from camera %r, which this policy does not use (configured: %s); ignored",
+                    frame.topic(), frame.camera, self.config.cameras,
+                )
             return
         with self._lock:
             self._frames[frame.camera] = frame
