@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from vla_edge.bus.matching import topic_matches, validate_filter
+from vla_edge.bus.semantics import topic_matches, validate_filter
 from vla_edge.bus.memory import InMemoryBroker
 from vla_edge.errors import BusError, ConfigurationError
 

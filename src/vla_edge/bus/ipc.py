@@ -41,7 +41,7 @@ from vla_edge.bus.base import (
     Subscription,
     ValidationHandler,
 )
-from vla_edge.bus.matching import validate_filter, validate_topic
+from vla_edge.bus.semantics import validate_filter, validate_topic
 from vla_edge.errors import AccessDenied, BusError, ConfigurationError
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from vla_edge.bus.base import (
     Subscription,
     ValidationHandler,
 )
-from vla_edge.bus.matching import topic_matches, validate_filter, validate_topic
+from vla_edge.bus.semantics import deep_merge, topic_matches, validate_filter, validate_topic
 from vla_edge.errors import BusError, ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,9 @@ class InMemoryBus(Bus):
         return copy.deepcopy(value)
 
     def update_configuration(self, key_path: Sequence[str], value: dict[str, Any]) -> None:
-        target = self.configuration
-        for key in key_path:
-            target = target.setdefault(key, {})
-        _merge(target, copy.deepcopy(value))
+        for key in reversed(key_path):
+            value = {key: value}
+        self.configuration = deep_merge(self.configuration, value)
         for handler in list(self._config_handlers):
             handler(tuple(key_path))
 
@@ -135,10 +134,3 @@ class InMemoryBus(Bus):
             subscription.close()
         self._subscriptions.clear()
 
-
-def _merge(target: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from vla_edge.bus.matching import topic_matches
+from vla_edge.bus.semantics import topic_matches
 from vla_edge.errors import ConfigurationError
 
 PUBSUB_SERVICE = "aws.greengrass.ipc.pubsub"

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from vla_edge.bus.semantics import deep_merge
+
 KeyPath = tuple[str, ...]
 Watcher = Callable[[str, KeyPath], None]
 """Called with (component name, changed key path)."""
@@ -96,7 +98,7 @@ class ConfigStore:
             tree = self._trees[component]
             old_subtree = _lookup(tree, path)
             if isinstance(old_subtree, dict):
-                new_subtree: Any = _merged(old_subtree, value)
+                new_subtree: Any = deep_merge(old_subtree, value)
             else:
                 new_subtree = copy.deepcopy(dict(value))
             changed = self._apply(component, path, old_subtree, new_subtree, timestamp_ms)
@@ -183,13 +185,3 @@ def _lookup(tree: dict[str, Any], path: KeyPath) -> Any:
             return _MISSING
         node = node[key]
     return node
-
-
-def _merged(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vla_edge.bus.matching import topic_matches, validate_filter
+from vla_edge.bus.semantics import topic_matches, validate_filter
 from vla_edge.core.acl import PUBSUB_SERVICE, AccessControl
 from vla_edge.core.configstore import ConfigStore, KeyPath, StaleUpdateError
 from vla_edge.core.protocol import (

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla_edge.bus.semantics import deep_merge
 from vla_edge.errors import ConfigurationError
 
 NAME_PLACEHOLDER = "{COMPONENT_NAME}"
@@ -124,17 +125,6 @@ def resolve_configurations(recipes: Sequence[Recipe], overrides: Mapping[str, Ma
             raise ConfigurationError(f"overrides name unknown component {name!r}; loaded components: {known}")
         configurations[name] = deep_merge(configurations[name], fragment)
     return configurations
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """A new dict: ``update`` merged into ``base``; mappings merge recursively, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def _folded(mapping: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,14 @@
-"""Greengrass local pub/sub topic-filter semantics (MQTT style), shared by the local core and the in-memory bus."""
+"""Greengrass semantics shared by the local core and the in-memory bus.
+
+Topic filters follow local pub/sub (MQTT style); configuration updates merge as the
+nucleus merges ``valueToMerge`` and deployment merge updates.
+"""
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
 
 from vla_edge.errors import BusError
 
@@ -37,3 +45,14 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if pattern != "+" and pattern != topic_levels[index]:
             return False
     return len(filter_levels) == len(topic_levels)
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: ``update`` merged into ``base``; mappings merge recursively, anything else (lists too) replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
