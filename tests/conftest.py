@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+from support.policy import demo_cache_dir, demo_policy_path, loaded_demo_policy
 
 from vla_edge.bus.memory import InMemoryBroker
 
@@ -26,3 +30,20 @@ def _offline() -> None:
     import os
 
     os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory holding the untrained demo policy, built once per session."""
+    return demo_cache_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_policy_path(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def demo_policy(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The demo policy loaded once with LeRobot's own loading code."""
+    return loaded_demo_policy(tmp_path_factory)

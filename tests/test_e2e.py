@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ipc_support import short_run_dir
-from policy_support import demo_cache_dir
 from support import wait_for
+from support.ipc import short_run_dir
 
 from vla_edge import messages
 from vla_edge.components.actuator.config import ActuatorConfig
@@ -92,11 +91,12 @@ def inject_bad_messages(run_dir: Path) -> None:
         camera.publish(*messages.encode(stray))
 
 
-def test_suite_drives_emulated_servos_within_safety_clamps(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_suite_drives_emulated_servos_within_safety_clamps(
+    demo_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from vla_edge.bus.ipc import GreengrassIpcBus
     from vla_edge.core.server import component_environment
 
-    cache = demo_cache_dir(tmp_path_factory)
     emulator = ArmEmulator()
     emulator.start()
     stderr_path = tmp_path_factory.mktemp("up") / "up.stderr"
@@ -104,7 +104,7 @@ def test_suite_drives_emulated_servos_within_safety_clamps(tmp_path_factory: pyt
     try:
         with short_run_dir() as run_dir, stderr_path.open("wb") as stderr:
             argv = [sys.executable, "-m", "vla_edge", "up", "--serial-port", emulator.device_path,
-                    "--duration", str(RUN_SECONDS), "--json", "--run-dir", str(run_dir), "--cache-dir", str(cache)]
+                    "--duration", str(RUN_SECONDS), "--json", "--run-dir", str(run_dir), "--cache-dir", str(demo_cache)]
             up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr)
             try:
                 wait_for(lambda: (run_dir / "core.json").is_file() or up.poll() is not None, timeout=60)

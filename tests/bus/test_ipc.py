@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ipc_support import PUBLISH, SUBSCRIBE, Inbox, short_run_dir, write_recipe
+from support.ipc import PUBLISH, SUBSCRIBE, Inbox, short_run_dir, write_recipe
 from support import wait_for
 
 from vla_edge.bus.ipc import GreengrassIpcBus

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ipc_support import ALPHA, ALPHA_CONFIG, BETA, GAMMA, PUBLISH, SUBSCRIBE, short_run_dir, write_recipe
+from support.ipc import ALPHA, ALPHA_CONFIG, BETA, GAMMA, PUBLISH, SUBSCRIBE, short_run_dir, write_recipe
 
 from vla_edge.core.protocol import Limits
 from vla_edge.core.server import LocalCore

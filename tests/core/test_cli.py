@@ -12,7 +12,7 @@ from pathlib import Path
 import awsiot.greengrasscoreipc
 import pytest
 from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-from ipc_support import ALPHA, short_run_dir
+from support.ipc import ALPHA, short_run_dir
 from support import wait_for
 
 import vla_edge

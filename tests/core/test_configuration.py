@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from awsiot.greengrasscoreipc import model
-from ipc_support import ALPHA, ALPHA_CONFIG, BETA, GAMMA, Inbox
+from support.ipc import ALPHA, ALPHA_CONFIG, BETA, GAMMA, Inbox
 
 from vla_edge.core.server import LocalCore
 from vla_edge.errors import ConfigurationError, CoreError

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from awsiot.eventstreamrpc import StreamClosedError
 from awsiot.greengrasscoreipc import model
-from ipc_support import ALPHA, BETA, GAMMA, Inbox
+from support.ipc import ALPHA, BETA, GAMMA, Inbox
 
 from vla_edge.core.server import MONITOR_COMPONENT, LocalCore
 

@@ -14,7 +14,7 @@ import awsiot.greengrasscoreipc
 import pytest
 from awsiot.eventstreamrpc import AccessDeniedError
 from awsiot.greengrasscoreipc import model
-from ipc_support import ALPHA, BETA, SUBSCRIBE, Inbox, RawClient, header_value
+from support.ipc import ALPHA, BETA, SUBSCRIBE, Inbox, RawClient, header_value
 from support import wait_for
 
 from vla_edge.core.eventstream import Header, encode_message

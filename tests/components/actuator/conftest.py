@@ -1,4 +1,4 @@
-"""Fixtures for the actuator tests (helpers live in ``tests/actuator_support.py``)."""
+"""Fixtures for the actuator tests (helpers live in ``tests/support/actuator.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from actuator_support import Harness, actuator_config, finish, start
+from support.actuator import Harness, actuator_config, finish, start
 
 from vla_edge.motors.feetech.emulator import ArmEmulator
 

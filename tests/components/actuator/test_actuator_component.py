@@ -7,7 +7,7 @@ import json
 import math
 import threading
 
-from actuator_support import Harness, actuator_config, chunk, finish, start
+from support.actuator import Harness, actuator_config, chunk, finish, start
 from support import wait_for
 
 from vla_edge import messages

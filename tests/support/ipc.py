@@ -1,4 +1,4 @@
-"""Helpers for tests that run the local Greengrass core (importable as ``ipc_support``).
+"""Helpers for tests that run the local Greengrass core (importable as ``support.ipc``).
 
 * :func:`write_recipe` writes a small component recipe into a test directory.
 * :func:`short_run_dir` makes a run directory short enough for a Unix socket path
