@@ -156,12 +156,14 @@ def run_up(options: UpOptions) -> int:
     logs.mkdir(exist_ok=True)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    emulator = _Emulator() if options.serial_port is None else None
+    emulator: _Emulator | None = None
     core: subprocess.Popen[bytes] | None = None
     supervisor: Supervisor | None = None
     monitor: SuiteMonitor | None = None
     bus = None
     try:
+        if options.serial_port is None:
+            emulator = _Emulator()
         serial_port = options.serial_port or emulator.device_path  # type: ignore[union-attr]
         overrides_path = run_dir / "overrides.json"
         overrides_path.write_text(json.dumps(build_overrides(options, serial_port), indent=2))
