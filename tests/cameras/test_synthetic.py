@@ -21,3 +21,13 @@ def test_render_is_deterministic() -> None:
     camera = SyntheticCamera(CameraConfig(width=80, height=60))
     np.testing.assert_array_equal(camera.render(5, 1.0), camera.render(5, 1.0))
     assert frame_number(camera.render(1234, 0.0)) == 1234
+
+
+def test_synthetic_reports_its_capability_and_honours_rotation() -> None:
+    camera = make_camera(CameraConfig(width=64, height=48, fps=200, rotation=90, flip="horizontal"))
+    camera.connect()
+    assert camera.actual is not None and (camera.actual.width, camera.actual.height) == (48, 64)
+    image = camera.read()
+    camera.disconnect()
+    assert image.shape == (48, 64, 3) and image.flags["C_CONTIGUOUS"]
+    assert not camera.is_connected

@@ -2,17 +2,17 @@
 
 It exists so the whole suite runs with no camera. Each frame is different (blocks move
 with time) and carries its frame number in a corner stripe, so a consumer can tell
-frames apart and tests can check ordering from the pixels alone.
+frames apart and tests can check ordering from the pixels alone (:func:`frame_number`;
+the stripe is readable when ``rotation`` is 0 and ``flip`` is none).
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
-from vla_edge.cameras.base import Camera, CameraConfig
+from vla_edge.cameras.base import Camera, CameraConfig, Capability, Pacer, oriented_size
 
 _COLOURS = np.array([[220, 40, 40], [40, 200, 60], [50, 90, 230], [230, 200, 40]], dtype=np.uint8)
 
@@ -20,27 +20,29 @@ _COLOURS = np.array([[220, 40, 40], [40, 200, 60], [50, 90, 230], [230, 200, 40]
 class SyntheticCamera(Camera):
     def __init__(self, config: CameraConfig) -> None:
         super().__init__(config)
-        self._period = 1.0 / config.fps
-        self._next = 0.0
+        self._pacer = Pacer(config.fps)
         self._count = 0
-        h, w = config.height, config.width
+        # The scene is drawn at the size before rotation, so rotation and flip behave as for real sources.
+        w, h = oriented_size(config.width, config.height, config.rotation)
         ramp = np.linspace(30, 90, w, dtype=np.float32)
         self._background = np.broadcast_to(ramp[None, :, None], (h, w, 3)).astype(np.uint8)
 
     def connect(self) -> None:
-        self._next = time.monotonic()
+        self._count = 0
+        self._pacer.start()
+        w, h = oriented_size(self.config.width, self.config.height, self.config.rotation)
+        self._set_actual(Capability(w, h, self.config.fps, backend="synthetic"), paced=True)
 
     def read(self) -> np.ndarray:
-        delay = self._next - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self._next = max(self._next + self._period, time.monotonic() - self._period)
+        if self.actual is None:
+            raise self._not_connected()
+        self._pacer.wait()
         self._count += 1
-        return self.render(self._count, self._count * self._period)
+        return self.render(self._count, self._count * self._pacer.period)
 
     def render(self, index: int, t: float) -> np.ndarray:
         """The frame for ``index`` at scene time ``t`` (pure: same inputs, same pixels)."""
-        h, w = self.config.height, self.config.width
+        h, w = self._background.shape[:2]
         image = self._background.copy()
         size = max(4, min(h, w) // 5)
         for k, colour in enumerate(_COLOURS):
@@ -50,10 +52,15 @@ class SyntheticCamera(Camera):
             image[cy : cy + size, cx : cx + size] = colour
         bits = np.array([(index >> b) & 1 for b in range(min(32, w // 2))], dtype=np.uint8) * 255
         image[0, : bits.size * 2] = np.repeat(bits, 2)[:, None]
+        if self.config.rotation or self.config.flip != "none":
+            from vla_edge.cameras.frames import orient
+
+            image = np.ascontiguousarray(orient(image, self.config.rotation, self.config.flip))
         return image
 
     def disconnect(self) -> None:
         self._count = 0
+        self.actual = None
 
 
 def frame_number(image: np.ndarray) -> int:
