@@ -16,7 +16,11 @@ visible. Messages say what went wrong *and what to do about it*.
     ├── BusError                IPC transport failures
     │   └── AccessDenied        the recipe does not grant the operation
     ├── HardwareError           serial bus, servos, cameras
-    │   └── ServoBusError
+    │   ├── ServoBusError
+    │   ├── FrameUnavailable    a frame cannot be read from a camera's shared-memory ring
+    │   │   ├── FrameOverwritten    that frame's slot already holds a newer frame
+    │   │   └── FrameNotReady       that frame has not been written yet
+    │   └── RingInUse           a running writer owns the camera's ring
     ├── PolicyError             model loading / inference
     └── CoreError               local Greengrass core failures
 """
@@ -72,6 +76,22 @@ class HardwareError(VlaEdgeError):
 
 class ServoBusError(HardwareError):
     """A Feetech servo bus transaction failed (timeout, checksum, error bits, port gone)."""
+
+
+class FrameUnavailable(HardwareError):
+    """A frame could not be read from a camera's shared-memory ring (see :mod:`vla_edge.cameras.ring`)."""
+
+
+class FrameOverwritten(FrameUnavailable):
+    """The asked-for frame's slot already holds a newer frame: the reader fell more than a ring behind."""
+
+
+class FrameNotReady(FrameUnavailable):
+    """The asked-for frame has not been written yet."""
+
+
+class RingInUse(HardwareError):
+    """A running writer (another camera component) owns the ring; two writers must never share one."""
 
 
 class PolicyError(VlaEdgeError):
