@@ -21,7 +21,7 @@ def test_frame_round_trip_keeps_pixels_and_topic() -> None:
     image = np.random.default_rng(0).integers(0, 255, (12, 16, 3), dtype=np.uint8)
     frame = m.Frame.from_array("wrist", 7, image, t_capture=123.5)
     topic, payload = m.encode(frame)
-    assert topic == "vla-edge/camera/wrist/frame"
+    assert topic == "vla-edge/debug/snapshot/wrist"
     assert isinstance(payload, bytes) and payload.startswith(b"VLAF")
     back = m.decode(topic, payload)
     assert isinstance(back, m.Frame)
@@ -31,6 +31,8 @@ def test_frame_round_trip_keeps_pixels_and_topic() -> None:
 
 def test_json_messages_round_trip_through_real_json() -> None:
     for message in (
+        m.FrameReady(camera="front", seq=3, t_capture=1.5, height=480, width=640, slot=2, segment="/dev/shm/x/front.ring"),
+        m.SnapshotRequest(camera="front"),
         chunk(),
         m.JointState(t=1.0, names=["a"], positions=[0.5], latency_ms=12.0),
         m.TaskInstruction(text="pick up the cube"),
@@ -113,6 +115,24 @@ def test_frame_framing_errors() -> None:
     with pytest.raises(InvalidMessage, match="needs 12 bytes"):
         m.decode(topic, payload[:-1])
     with pytest.raises(InvalidMessage, match="arrived on"):
-        m.decode("vla-edge/camera/other/frame", payload)
+        m.decode("vla-edge/debug/snapshot/other", payload)
     with pytest.raises(OversizedMessage):
         m.decode(topic, payload + b"\0" * m.MAX_FRAME_BYTES)
+
+
+def test_frame_ready_must_arrive_on_its_cameras_topic() -> None:
+    ready = m.FrameReady(camera="front", seq=3, t_capture=1.5, height=4, width=4, slot=0, segment="/x/front.ring")
+    topic, payload = m.encode(ready)
+    assert topic == "vla-edge/camera/front/frame"
+    with pytest.raises(InvalidMessage, match="arrived on"):
+        m.decode("vla-edge/camera/wrist/frame", payload)
+
+
+def test_jpeg_frames_must_carry_jpeg_data() -> None:
+    jpeg = m.Frame(camera="front", seq=1, t_capture=1.0, height=2, width=2, encoding="jpeg", pixels=b"\xff\xd8rest")
+    topic, payload = m.encode(jpeg)
+    assert m.decode(topic, payload) == jpeg
+    with pytest.raises(ValueError, match="JPEG"):
+        m.Frame(camera="front", seq=1, t_capture=1.0, height=2, width=2, encoding="jpeg", pixels=b"png?")
+    with pytest.raises(InvalidMessage, match="jpeg-encoded"):
+        jpeg.array()

@@ -6,9 +6,12 @@ message model (``encode`` picks its topic and encoding) and they receive through
 
 Encodings
     Small messages are Greengrass *JSON messages* (readable by any IPC client and
-    by people). A camera frame is a Greengrass *binary message* in a compact frame:
-    ``b"VLAF"``, a 4-byte big-endian header length, a UTF-8 JSON header, then the
-    raw pixel bytes. Nothing is ever pickled.
+    by people). Camera pixels never travel over IPC in normal operation: the camera
+    writes them into a shared-memory ring (:mod:`vla_edge.cameras.ring`) and
+    publishes a small :class:`FrameReady`. The one image that does travel, a debug
+    snapshot, is a Greengrass *binary message* in a compact frame: ``b"VLAF"``, a
+    4-byte big-endian header length, a UTF-8 JSON header, then the image bytes.
+    Nothing is ever pickled.
 
 Versioning
     Every payload carries ``"schema": SCHEMA_VERSION``. A receiver rejects a version
@@ -43,6 +46,9 @@ ROOT = "vla-edge"
 
 TOPIC_FRAME = ROOT + "/camera/{camera}/frame"
 TOPIC_FRAME_ALL = ROOT + "/camera/+/frame"
+TOPIC_SNAPSHOT_REQUEST = ROOT + "/debug/snapshot_request"
+TOPIC_SNAPSHOT = ROOT + "/debug/snapshot/{camera}"
+TOPIC_SNAPSHOT_ALL = ROOT + "/debug/snapshot/+"
 TOPIC_JOINT_STATE = ROOT + "/arm/joint_state"
 TOPIC_ACTION_CHUNK = ROOT + "/policy/action_chunk"
 TOPIC_INSTRUCTION = ROOT + "/policy/instruction"
@@ -55,6 +61,8 @@ MAX_JSON_BYTES = 64 * 1024
 """Control messages are small; anything bigger is a bug or an attack, not a message."""
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 """Greengrass IPC carries binary payloads base64-encoded; 8 MB raw fits under the nucleus limit."""
+
+CameraName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -76,23 +84,60 @@ class Message(BaseModel):
         return {"kind": self.kind, **self.model_dump(mode="json", by_alias=True)}
 
 
-class Frame(Message):
-    """One camera image. Pixels travel beside the JSON header, not inside it."""
+class FrameReady(Message):
+    """A new frame is in the camera's shared-memory ring: which one, where, and when it was captured."""
 
-    kind: ClassVar[str] = "frame"
+    kind: ClassVar[str] = "frame_ready"
     topic_template: ClassVar[str] = TOPIC_FRAME
 
-    camera: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    camera: CameraName
     seq: int = Field(ge=0)
     t_capture: FiniteFloat
     height: int = Field(gt=0, le=4096)
     width: int = Field(gt=0, le=4096)
     channels: Literal[1, 3] = 3
     dtype: Literal["uint8"] = "uint8"
+    slot: int = Field(ge=0, le=1024)
+    segment: str = Field(min_length=1, max_length=4096)
+    """Path of the ring file; readers mount the same directory (see the inference recipe)."""
+
+    def topic(self) -> str:
+        return TOPIC_FRAME.format(camera=self.camera)
+
+
+class SnapshotRequest(Message):
+    """Ask the camera component for one JPEG of a camera (debug; off unless the recipe grants it)."""
+
+    kind: ClassVar[str] = "snapshot_request"
+    topic_template: ClassVar[str] = TOPIC_SNAPSHOT_REQUEST
+
+    camera: CameraName
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
+
+
+class Frame(Message):
+    """One image that travels over IPC (a debug snapshot): pixels beside the JSON header, not inside it."""
+
+    kind: ClassVar[str] = "frame"
+    topic_template: ClassVar[str] = TOPIC_SNAPSHOT
+
+    camera: CameraName
+    seq: int = Field(ge=0)
+    t_capture: FiniteFloat
+    height: int = Field(gt=0, le=4096)
+    width: int = Field(gt=0, le=4096)
+    channels: Literal[1, 3] = 3
+    dtype: Literal["uint8"] = "uint8"
+    encoding: Literal["raw", "jpeg"] = "raw"
+    request_id: str | None = Field(default=None, max_length=64)
     pixels: bytes = Field(default=b"", exclude=True, repr=False)
 
     @model_validator(mode="after")
     def _pixels_match_shape(self) -> "Frame":
+        if self.encoding == "jpeg":
+            if not self.pixels.startswith(b"\xff\xd8"):
+                raise ValueError("a jpeg frame must carry JPEG data (starting with FF D8)")
+            return self
         expected = self.height * self.width * self.channels
         if len(self.pixels) != expected:
             raise ValueError(
@@ -101,7 +146,7 @@ class Frame(Message):
         return self
 
     def topic(self) -> str:
-        return TOPIC_FRAME.format(camera=self.camera)
+        return TOPIC_SNAPSHOT.format(camera=self.camera)
 
     @classmethod
     def from_array(cls, camera: str, seq: int, image: np.ndarray, t_capture: float | None = None) -> "Frame":
@@ -119,7 +164,9 @@ class Frame(Message):
         )
 
     def array(self) -> np.ndarray:
-        """HxWxC uint8 view of the pixels (read-only, no copy)."""
+        """HxWxC uint8 view of raw pixels (read-only, no copy)."""
+        if self.encoding != "raw":
+            raise InvalidMessage(f"frame is {self.encoding}-encoded; decode it (e.g. cv2.imdecode) instead")
         return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.height, self.width, self.channels)
 
 
@@ -250,7 +297,17 @@ class ComponentHealth(Message):
 
 
 JSON_MESSAGES: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (JointState, ActionChunk, TaskInstruction, ModelStatus, EStop, ComponentHealth)
+    cls.kind: cls
+    for cls in (
+        FrameReady,
+        JointState,
+        ActionChunk,
+        TaskInstruction,
+        ModelStatus,
+        EStop,
+        ComponentHealth,
+        SnapshotRequest,
+    )
 }
 
 _FRAME_MAGIC = b"VLAF"
@@ -298,9 +355,12 @@ def decode(topic: str, payload: dict[str, Any] | bytes, expect: type[Message] | 
     fields = {k: v for k, v in body.items() if k != "kind"}
     _reject_non_finite(fields, topic)
     try:
-        return expected.model_validate(fields)
+        message = expected.model_validate(fields)
     except ValidationError as exc:
         raise InvalidMessage(f"invalid {expected.kind} on {topic!r}: {_summarise(exc)}") from exc
+    if message.topic() != topic:
+        raise InvalidMessage(f"{message.kind} for {message.topic()!r} arrived on {topic!r}")
+    return message
 
 
 def _decode_frame(topic: str, payload: dict[str, Any] | bytes) -> Frame:
@@ -337,6 +397,8 @@ def _decode_frame(topic: str, payload: dict[str, Any] | bytes) -> Frame:
 def _type_for_topic(topic: str) -> type[Message]:
     parts = topic.split("/")
     if len(parts) == 4 and parts[0] == ROOT and parts[1] == "camera" and parts[3] == "frame":
+        return FrameReady
+    if len(parts) == 4 and parts[0] == ROOT and parts[1:3] == ["debug", "snapshot"]:
         return Frame
     if len(parts) == 3 and parts[0] == ROOT and parts[1] == "health":
         return ComponentHealth
