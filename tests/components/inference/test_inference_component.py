@@ -15,6 +15,7 @@ from support import wait_for
 
 from vla_edge import messages
 from vla_edge.bus.memory import InMemoryBroker, InMemoryBus
+from vla_edge.cameras.ring import FrameRing
 from vla_edge.components.base import load_config
 from vla_edge.components.inference.component import InferenceComponent
 from vla_edge.components.inference.config import SO101_JOINTS, InferenceConfig
@@ -25,11 +26,36 @@ from vla_edge.policies import LoadedPolicy
 JOINTS = list(SO101_JOINTS)
 
 
+_rings: dict[str, FrameRing] = {}
+_frame_dir: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def frame_dir(tmp_path: Path) -> Iterator[Path]:
+    """Every test gets its own shared-memory ring directory; rings are closed afterwards."""
+    _frame_dir[:] = [tmp_path / "frames"]
+    yield _frame_dir[0]
+    for ring in _rings.values():
+        ring.close()
+    _rings.clear()
+
+
 def frame(
     camera: str = "front", shape: tuple[int, int] = (120, 160), age_s: float = 0.0, seq: int = 1
-) -> messages.Frame:
+) -> messages.FrameReady:
+    """Write a random image into ``camera``'s ring, as the camera component does, and announce it."""
     image = np.random.default_rng(seq).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    return messages.Frame.from_array(camera, seq, image, t_capture=time.time() - age_s)
+    ring = _rings.get(camera)
+    if ring is None or ring.shape[:2] != shape:
+        if ring is not None:
+            ring.close()
+        ring = _rings[camera] = FrameRing.create(_frame_dir[0], camera, *shape)
+    t_capture = time.time() - age_s
+    written = ring.write(image, t_capture)
+    return messages.FrameReady(
+        camera=camera, seq=written.seq, t_capture=t_capture, height=shape[0], width=shape[1],
+        slot=written.slot, segment=str(ring.path),
+    )
 
 
 def joints(names: list[str] | None = None, age_s: float = 0.0) -> messages.JointState:
@@ -42,7 +68,7 @@ class Harness:
 
     def __init__(self, broker: InMemoryBroker, policy: LoadedPolicy | None, **config: Any) -> None:
         self.bus: InMemoryBus = broker.bus()
-        self.config = load_config(InferenceConfig, config)
+        self.config = load_config(InferenceConfig, {"frameDir": str(_frame_dir[0]), **config})
         self.component = InferenceComponent(self.bus, self.config, policy=policy)
         self.feeder = broker.bus()
         self.chunks: list[messages.ActionChunk] = []
@@ -291,6 +317,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert config.model_dump(by_alias=True) == {
         "policyPath": "",
         "cacheDir": "",
+        "frameDir": "/dev/shm/vla-edge",
         "device": "cpu",
         "cameras": ["front"],
         "jointNames": JOINTS,
@@ -300,3 +327,19 @@ def test_defaults_match_the_documented_ones() -> None:
         "maxObservationAgeS": 1.0,
         "torchThreads": 1,
     }
+
+
+def test_frame_ring_outside_the_frame_directory_is_refused(harness: Any, tmp_path: Path) -> None:
+    h = harness()
+    outside = FrameRing.create(tmp_path / "elsewhere", "front", 120, 160)
+    try:
+        written = outside.write(np.zeros((120, 160, 3), np.uint8), time.time())
+        h.send(
+            messages.FrameReady(camera="front", seq=written.seq, t_capture=time.time(), height=120, width=160,
+                                slot=written.slot, segment=str(outside.path)),
+            joints(),
+        )
+        assert h.component.step() is None
+        assert h.component.counters.get("rejected.invalid") == 1
+    finally:
+        outside.close()

@@ -34,6 +34,7 @@ from vla_edge import messages
 from vla_edge.bus.base import Bus
 from vla_edge.components.base import Component
 from vla_edge.components.inference.config import InferenceConfig
+from vla_edge.components.inference.frames import LatestFrames
 from vla_edge.errors import BusError, ConfigurationError, PolicyError
 from vla_edge.models import default_cache_dir, read_model_ref
 from vla_edge.policies import (
@@ -70,7 +71,7 @@ class InferenceComponent(Component[InferenceConfig]):
         if self.untrained:
             self.log.warning(UNTRAINED_WARNING, self.policy.path)
         self._lock = threading.Lock()
-        self._frames: dict[str, messages.Frame] = {}
+        self.frames = LatestFrames(list(config.cameras), Path(config.frame_dir), self.counters)
         self._unexpected_cameras: set[str] = set()
         self._joint_state: messages.JointState | None = None
         self._task = config.task
@@ -80,7 +81,7 @@ class InferenceComponent(Component[InferenceConfig]):
         self._next_attempt = 0.0
         self._waiting_for: str | None = None
         self._failing = False
-        self.router.subscribe(messages.TOPIC_FRAME_ALL, self._on_frame, expect=messages.Frame)
+        self.router.subscribe(messages.TOPIC_FRAME_ALL, self._on_frame, expect=messages.FrameReady)
         self.router.subscribe(messages.TOPIC_JOINT_STATE, self._on_joint_state, expect=messages.JointState)
         self.router.subscribe(messages.TOPIC_INSTRUCTION, self._on_instruction, expect=messages.TaskInstruction)
 
@@ -95,7 +96,7 @@ class InferenceComponent(Component[InferenceConfig]):
 
     # --- inputs (transport thread) ---------------------------------------------------------
 
-    def _on_frame(self, frame: messages.Frame) -> None:
+    def _on_frame(self, frame: messages.FrameReady) -> None:
         if frame.camera not in self.config.cameras:
             self.counters.add("rejected.unexpected_topic")
             if frame.camera not in self._unexpected_cameras:  # once per camera: a stray camera runs at 30 Hz
@@ -105,8 +106,7 @@ class InferenceComponent(Component[InferenceConfig]):
                     frame.topic(), frame.camera, self.config.cameras,
                 )
             return
-        with self._lock:
-            self._frames[frame.camera] = frame
+        self.frames.announce(frame)
 
     def _on_joint_state(self, state: messages.JointState) -> None:
         missing = [name for name in self.config.joint_names if name not in state.names]
@@ -196,16 +196,18 @@ class InferenceComponent(Component[InferenceConfig]):
         """Latest fresh frame per camera, joint positions in configured order, newest capture time, task."""
         limit = self.config.max_observation_age_s
         with self._lock:
-            frames = dict(self._frames)
             joint_state = self._joint_state
             task = self._task
         problems: dict[str, str] = {}  # stable key (for "log once") -> description
+        frames = {}
         for camera in self.config.cameras:
-            frame = frames.get(camera)
+            frame = self.frames.read(camera)
             if frame is None:
                 problems[f"no-frame:{camera}"] = f"no frame from camera {camera!r}"
             elif now - frame.t_capture > limit:
                 problems[f"stale-frame:{camera}"] = f"camera {camera!r} frame is {now - frame.t_capture:.1f} s old"
+            else:
+                frames[camera] = frame
         if joint_state is None:
             problems["no-joints"] = "no joint state"
         elif now - joint_state.t > limit:
@@ -223,7 +225,7 @@ class InferenceComponent(Component[InferenceConfig]):
         self._joint_state_age_ms = (now - joint_state.t) * 1000.0
         by_name = dict(zip(joint_state.names, joint_state.positions, strict=True))
         state = [by_name[name] for name in self.config.joint_names]
-        images = {camera: frames[camera].array() for camera in self.config.cameras}
+        images = {camera: frames[camera].image for camera in self.config.cameras}
         t_observation = max(frames[camera].t_capture for camera in self.config.cameras)
         return images, state, t_observation, task
 
@@ -241,4 +243,9 @@ class InferenceComponent(Component[InferenceConfig]):
             "observation_age_ms": self._observation_age_ms,
             "joint_state_age_ms": self._joint_state_age_ms,
             "untrained_policy": 1.0 if self.untrained else 0.0,
+            **{key: float(value) for key, value in self.frames.reader_counters().items()},
         }
+
+    def close(self) -> None:
+        self.frames.close()
+        super().close()

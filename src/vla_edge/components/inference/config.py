@@ -21,6 +21,8 @@ class InferenceConfig(ConfigModel):
     """Torch device; cuda/mps fall back to cpu (with a warning) when the machine has none."""
     cameras: list[str] = Field(default_factory=lambda: ["front"], min_length=1, max_length=8)
     """Camera names; camera ``x`` feeds the policy input ``observation.images.x``."""
+    frame_dir: str = Field(default="/dev/shm/vla-edge", min_length=1)
+    """Where the camera component's shared-memory frame rings are (mounted into the container)."""
     joint_names: list[str] = Field(default_factory=lambda: list(SO101_JOINTS), min_length=1, max_length=32)
     """Joint order of ``observation.state`` and of the published actions."""
     task: str = Field(default="", max_length=2000)
