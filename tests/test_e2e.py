@@ -87,7 +87,9 @@ def inject_bad_messages(run_dir: Path) -> None:
         inference.publish(topic, b"[" + b"0," * messages.MAX_JSON_BYTES + b"0]")
         inference.publish(topic, {**good, "actions": [[float("nan")] * 6]})
     with connect("com.vlaedge.Camera") as camera:
-        stray = messages.Frame.from_array("ceiling", 1, np.zeros((4, 4, 3), np.uint8))
+        stray = messages.FrameReady(
+            camera="ceiling", seq=1, t_capture=time.time(), height=4, width=4, slot=0, segment="/dev/shm/x.ring"
+        )
         camera.publish(*messages.encode(stray))
 
 

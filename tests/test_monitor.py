@@ -19,7 +19,7 @@ def test_summary_counts_what_crossed_the_bus(broker: InMemoryBroker) -> None:
     def send(message: messages.Message) -> None:
         publisher.publish(*messages.encode(message))
 
-    send(messages.ComponentHealth(t=1, component="camera", state="RUNNING", counters={"published.frame": 90}))
+    send(messages.ComponentHealth(t=1, component="camera", state="RUNNING", counters={"published.frame_ready": 90}))
     send(messages.ComponentHealth(t=1, component="actuator", state="RUNNING", counters={"rejected.malformed": 2}))
     for applied, latency in [(1, 100.0), (2, None), (3, 120.0), (1, 80.0), (2, None)]:  # actuator restarted at 1
         send(state(applied, latency))

@@ -15,6 +15,7 @@ log = logging.getLogger("vla_edge")
 
 _DELEGATED = {
     "core": "the local Greengrass core (development and CI stand-in for the nucleus)",
+    "camera": "list this machine's cameras, or write one frame of a configured camera to a file",
     "emulate-arm": "serve an emulated SO-101 arm (six STS3215 servos) on a pseudo-terminal",
 }
 
@@ -82,6 +83,10 @@ def _delegate(command: str, rest: list[str]) -> int:
         from vla_edge.core.cli import main as core_main
 
         return core_main(rest)
+    if command == "camera":
+        from vla_edge.cameras.cli import main as camera_main
+
+        return camera_main(rest)
     from vla_edge.motors.feetech.emulator_cli import main as emulator_main
 
     return emulator_main(rest)

@@ -87,7 +87,7 @@ class SuiteMonitor:
     def frames(self) -> int:
         with self._lock:
             camera = self.health.get("camera")
-        return camera.counters.get("published.frame", 0) if camera else 0
+        return camera.counters.get("published.frame_ready", 0) if camera else 0
 
     def components_running(self, names: list[str]) -> bool:
         with self._lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,16 +79,37 @@ def find_recipes_dir(explicit: Path | None) -> Path:
     )
 
 
-def build_overrides(options: UpOptions, serial_port: str) -> dict[str, dict[str, Any]]:
+def frame_dir_for(run_dir: Path) -> Path:
+    """Shared-memory rings of this run: in /dev/shm (a tmpfs) where there is one, else in the run directory."""
+    shm = Path("/dev/shm")
+    return shm / f"vla-edge-{run_dir.name}" if shm.is_dir() else run_dir / "frames"
+
+
+def camera_source(value: str) -> dict[str, Any]:
+    """``--camera`` as camera configuration: a device index or /dev/video path, a stream URL, an image folder or a file."""
+    if value == "synthetic":
+        return {"source": "synthetic"}
+    if value.isdigit() or value.startswith("/dev/video"):
+        return {"source": "device", "device": int(value) if value.isdigit() else value}
+    if "://" in value:
+        return {"source": "stream", "url": value}
+    if Path(value).is_dir():
+        return {"source": "images", "path": str(Path(value).resolve())}
+    return {"source": "file", "path": str(Path(value).resolve())}
+
+
+def build_overrides(options: UpOptions, serial_port: str, frame_dir: Path) -> dict[str, dict[str, Any]]:
     """Local configuration layered over the recipes' DefaultConfiguration."""
     overrides: dict[str, dict[str, Any]] = {
         "com.vlaedge.Actuator": {"serialPort": serial_port},
+        "com.vlaedge.Camera": {"frameDir": str(frame_dir)},
+        "com.vlaedge.Inference": {"frameDir": str(frame_dir)},
     }
     if options.camera is not None:
-        overrides["com.vlaedge.Camera"] = {"cameras": [{"name": "front", "source": options.camera}]}
+        overrides["com.vlaedge.Camera"]["cameras"] = [{"name": "front", **camera_source(options.camera)}]
     if options.policy is not None:
         path = str(Path(options.policy).expanduser().resolve())
-        overrides["com.vlaedge.Inference"] = {"policyPath": path}
+        overrides["com.vlaedge.Inference"]["policyPath"] = path
         overrides["com.vlaedge.ModelUpdater"] = {"modelPath": path}
     if options.config is not None:
         try:
@@ -154,6 +176,7 @@ def run_up(options: UpOptions) -> int:
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
+    frame_dir = frame_dir_for(run_dir)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     emulator: _Emulator | None = None
@@ -166,7 +189,7 @@ def run_up(options: UpOptions) -> int:
             emulator = _Emulator()
         serial_port = options.serial_port or emulator.device_path  # type: ignore[union-attr]
         overrides_path = run_dir / "overrides.json"
-        overrides_path.write_text(json.dumps(build_overrides(options, serial_port), indent=2))
+        overrides_path.write_text(json.dumps(build_overrides(options, serial_port, frame_dir), indent=2))
         argv = [sys.executable, "-m", "vla_edge.core", "serve", "--run-dir", str(run_dir), "--overrides", str(overrides_path)]
         for component in COMPONENTS:
             argv += ["--recipe", str(recipes / component.recipe_dir / "recipe.yaml")]
@@ -209,6 +232,7 @@ def run_up(options: UpOptions) -> int:
                 core.kill()
         if emulator is not None:
             emulator.stop()
+        shutil.rmtree(frame_dir, ignore_errors=True)  # rings of a crashed camera; a clean stop removed its own
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if statuses:
