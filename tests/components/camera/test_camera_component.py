@@ -220,3 +220,12 @@ def test_frame_numbers_of_synthetic_source_survive_the_ring(run_camera: Any) -> 
         assert frame_number(frame.image) == frame.seq
     finally:
         reader.close()
+
+
+def test_non_looping_file_ends_without_an_error(run_camera: Any, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "clip.avi", frames=4)
+    running = run_camera({"cameras": [{"name": "clip", "source": "file", "path": str(video), "loop": False, "fps": 60}]})
+    wait_for(lambda: running.component.workers()["clip"].finished)
+    assert len(running.frames_of("clip")) == 4
+    assert running.component.state == "RUNNING"
+    assert running.component.counters.get("camera_errors.clip") == 0

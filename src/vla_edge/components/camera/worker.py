@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_edge import messages
-from vla_edge.cameras.base import CameraConfig, make_camera
+from vla_edge.cameras.base import CameraConfig, SourceExhausted, make_camera
 from vla_edge.cameras.ring import FrameRing
 from vla_edge.components.base import Counters
 from vla_edge.errors import BusError, HardwareError, VlaEdgeError
@@ -44,6 +44,8 @@ class CameraWorker:
         self.counters = counters
         self.log = log
         self.problem: str | None = None
+        self.finished = False
+        """A non-looping file or image folder reached its end: not an error, nothing more to capture."""
         self._latest: tuple[int, float, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -83,6 +85,10 @@ class CameraWorker:
                     backoff = self.backoff_s
                     while not self._stop.is_set():
                         self._deliver(ring, camera.read())
+                except SourceExhausted as exc:
+                    self.log.info("%s; camera %r stops (set loop: true to replay)", exc, name)
+                    self.finished = True
+                    return
                 except HardwareError as exc:
                     self.counters.add(f"camera_errors.{name}")
                     self._set_problem(str(exc))
