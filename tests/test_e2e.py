@@ -63,10 +63,7 @@ def inject_bad_messages(run_dir: Path) -> None:
     from vla_edge.core.server import component_environment
 
     def connect(component: str) -> GreengrassIpcBus:
-        env = component_environment(run_dir, component)
-        return GreengrassIpcBus.connect(
-            socket_path=env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], token=env["SVCUID"]
-        )
+        return GreengrassIpcBus.connect(environment=component_environment(run_dir, component))
 
     with connect("com.vlaedge.Inference") as inference:
         topic = messages.TOPIC_ACTION_CHUNK
@@ -111,10 +108,8 @@ def test_suite_drives_emulated_servos_within_safety_clamps(
             try:
                 wait_for(lambda: (run_dir / "core.json").is_file() or up.poll() is not None, timeout=60)
                 assert up.poll() is None, stderr_path.read_text()
-                env = component_environment(run_dir, "vla-edge.Monitor")
-                with GreengrassIpcBus.connect(
-                    socket_path=env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], token=env["SVCUID"]
-                ) as bus:
+                monitor = component_environment(run_dir, "vla-edge.Monitor")
+                with GreengrassIpcBus.connect(environment=monitor) as bus:
                     bus.subscribe(messages.TOPIC_ACTION_CHUNK, recorder.on_chunk)
                     bus.subscribe(messages.TOPIC_JOINT_STATE, recorder.on_state)
                     wait_for(lambda: any(s.chunk_id for s in recorder.states), timeout=120)

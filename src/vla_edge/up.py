@@ -209,9 +209,7 @@ def run_up(options: UpOptions) -> int:
             for c in COMPONENTS
         ]
         monitor_env = component_environment(run_dir, MONITOR_IDENTITY)
-        bus = GreengrassIpcBus.connect(
-            socket_path=monitor_env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], token=monitor_env["SVCUID"]
-        )
+        bus = GreengrassIpcBus.connect(environment=monitor_env)
         monitor = SuiteMonitor(bus)
         monitor.start()
         supervisor = Supervisor(specs, on_change=_log_change)

@@ -47,8 +47,7 @@ def bus(core: LocalCore) -> Iterator[Callable[[str], GreengrassIpcBus]]:
     def connect(component: str) -> GreengrassIpcBus:
         environment = core.environment(component)
         connected = GreengrassIpcBus.connect(
-            timeout=10, socket_path=environment["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
-            token=environment["SVCUID"])
+            timeout=10, environment=environment)
         buses.append(connected)
         return connected
 

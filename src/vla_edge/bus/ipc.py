@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import awsiot.greengrasscoreipc
@@ -80,11 +80,16 @@ class GreengrassIpcBus(Bus):
         self._closed = False
 
     @classmethod
-    def connect(cls, timeout: float = 10.0, *, socket_path: str | None = None, token: str | None = None
-                ) -> GreengrassIpcBus:
-        """Connect as the component the environment names, retrying while the core's socket is not up yet."""
-        socket_path = socket_path or os.environ.get(SOCKET_ENV)
-        token = token or os.environ.get(TOKEN_ENV)
+    def connect(cls, timeout: float = 10.0, *, environment: Mapping[str, str] | None = None,
+                socket_path: str | None = None, token: str | None = None) -> GreengrassIpcBus:
+        """Connect as the component the environment names, retrying while the core's socket is not up yet.
+
+        ``environment`` defaults to this process's (as the nucleus sets it); a supervisor passes
+        the one it got from :func:`vla_edge.core.server.component_environment` instead.
+        """
+        env = os.environ if environment is None else environment
+        socket_path = socket_path or env.get(SOCKET_ENV)
+        token = token or env.get(TOKEN_ENV)
         missing = [name for name, value in ((SOCKET_ENV, socket_path), (TOKEN_ENV, token)) if not value]
         if missing:
             raise ConfigurationError(

@@ -25,10 +25,7 @@ OPERATOR = "com.test.Operator"
 
 
 def connect(core: LocalCore, component: str) -> GreengrassIpcBus:
-    env = core.environment(component)
-    return GreengrassIpcBus.connect(
-        socket_path=env["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"], token=env["SVCUID"]
-    )
+    return GreengrassIpcBus.connect(environment=core.environment(component))
 
 
 @pytest.fixture
