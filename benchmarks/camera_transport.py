@@ -56,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from _support import bench_recipe, connect
 
 TOPIC = "vla-edge/bench/frames"
 PUBLISHER = "com.vlaedge.bench.FramePublisher"
@@ -187,7 +187,7 @@ def ipc_publisher(environment: dict[str, str], args: dict[str, Any], ready: Any,
     from vla_edge.errors import BusError
 
     images = [image.tobytes() for image in frames(args["width"], args["height"])]
-    bus = _connect(GreengrassIpcBus, environment)
+    bus = connect(GreengrassIpcBus, environment)
     ready.set()
     go.wait()
     calls: list[float] = []
@@ -227,7 +227,7 @@ def ipc_subscriber(environment: dict[str, str], args: dict[str, Any], ready: Any
             if len(latencies) >= expected:
                 all_in.set()
 
-    bus = _connect(GreengrassIpcBus, environment)
+    bus = connect(GreengrassIpcBus, environment)
     bus.subscribe(TOPIC, on_frame)
     ready.set()
     finish.wait()
@@ -241,8 +241,8 @@ def bench_ipc(args: dict[str, Any]) -> dict[str, Any]:
 
     workdir = Path(tempfile.mkdtemp(prefix="vla-bench-", dir="/tmp"))
     run_dir = workdir / "run"
-    recipes = [_recipe(workdir, PUBLISHER, "aws.greengrass#PublishToTopic"),
-               _recipe(workdir, SUBSCRIBER, "aws.greengrass#SubscribeToTopic")]
+    recipes = [bench_recipe(workdir, PUBLISHER, "aws.greengrass#PublishToTopic", TOPIC),
+               bench_recipe(workdir, SUBSCRIBER, "aws.greengrass#SubscribeToTopic", TOPIC)]
     command = [sys.executable, "-m", "vla_edge.core", "serve", "--run-dir", str(run_dir), "--log-level", "WARNING"]
     for recipe in recipes:
         command += ["--recipe", str(recipe)]
@@ -288,19 +288,6 @@ def bench_ipc(args: dict[str, Any]) -> dict[str, Any]:
     return summarise(writer, reader, {"reader_cpu_pct": reader["cpu_pct"], "core_cpu_pct": core_cpu,
                                       "publish_errors": writer["publish_errors"]})
 
-
-def _recipe(directory: Path, name: str, operation: str) -> Path:
-    recipe = {"RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": "1.0.0",
-              "ComponentConfiguration": {"DefaultConfiguration": {"accessControl": {"aws.greengrass.ipc.pubsub": {
-                  f"{name}:pubsub:1": {"operations": [operation], "resources": [TOPIC]}}}}}}
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def _connect(bus_type: Any, environment: dict[str, str]) -> Any:
-    return bus_type.connect(timeout=30, socket_path=environment["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
-                            token=environment["SVCUID"])
 
 
 def _get(results: Any, args: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from _support import bench_recipe, connect
 
 TOPIC = "vla-edge/bench/latency"
 PUBLISHER = "com.vlaedge.bench.Publisher"
@@ -128,8 +128,8 @@ def bench_ipc(messages: int, size: int, warmup: int, in_process: bool) -> dict[s
 
     workdir = Path(tempfile.mkdtemp(prefix="vla-bench-", dir="/tmp"))
     run_dir = workdir / "run"
-    recipes = [_recipe(workdir, PUBLISHER, "aws.greengrass#PublishToTopic"),
-               _recipe(workdir, SUBSCRIBER, "aws.greengrass#SubscribeToTopic")]
+    recipes = [bench_recipe(workdir, PUBLISHER, "aws.greengrass#PublishToTopic", TOPIC),
+               bench_recipe(workdir, SUBSCRIBER, "aws.greengrass#SubscribeToTopic", TOPIC)]
     core: LocalCore | None = None
     process: subprocess.Popen[bytes] | None = None
     try:
@@ -146,7 +146,7 @@ def bench_ipc(messages: int, size: int, warmup: int, in_process: bool) -> dict[s
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the local core did not start")
                 time.sleep(0.05)
-        buses = [_connect(GreengrassIpcBus, component_environment(run_dir, name)) for name in (PUBLISHER, SUBSCRIBER)]
+        buses = [connect(GreengrassIpcBus, component_environment(run_dir, name)) for name in (PUBLISHER, SUBSCRIBER)]
         publisher, subscriber = buses
         try:
             receiver = Receiver()
@@ -166,19 +166,6 @@ def bench_ipc(messages: int, size: int, warmup: int, in_process: bool) -> dict[s
             process.wait(30)
         shutil.rmtree(workdir, ignore_errors=True)
 
-
-def _recipe(directory: Path, name: str, operation: str) -> Path:
-    recipe = {"RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": "1.0.0",
-              "ComponentConfiguration": {"DefaultConfiguration": {"accessControl": {"aws.greengrass.ipc.pubsub": {
-                  f"{name}:pubsub:1": {"operations": [operation], "resources": [TOPIC]}}}}}}
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def _connect(bus_type: Any, environment: dict[str, str]) -> Any:
-    return bus_type.connect(timeout=10, socket_path=environment["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
-                            token=environment["SVCUID"])
 
 
 def render(results: dict[str, Any]) -> str:
