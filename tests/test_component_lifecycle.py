@@ -36,7 +36,8 @@ def test_component_with_bad_configuration_reports_errored_is_restarted_then_brok
 
 def test_component_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     log = tmp_path / "camera.log"
-    with short_run_dir() as run_dir, LocalCore(run_dir, [ROOT / "components/camera/recipe.yaml"]) as core:
+    overrides = {CAMERA: {"frameDir": str(tmp_path / "frames")}}  # never the real /dev/shm/vla-edge
+    with short_run_dir() as run_dir, LocalCore(run_dir, [ROOT / "components/camera/recipe.yaml"], overrides) as core:
         spec = ProcessSpec("camera", [sys.executable, "-m", "vla_edge.components.camera"], core.environment(CAMERA), log)
         supervisor = Supervisor([spec])
         supervisor.start()
@@ -46,3 +47,4 @@ def test_component_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             final = supervisor.stop()
     assert final["camera"].state == "STOPPED" and final["camera"].exit_codes == []
     assert "stopped cleanly" in log.read_text()
+    assert list((tmp_path / "frames").iterdir()) == [], "the camera removes its rings on a clean stop"
