@@ -84,11 +84,8 @@ class Message(BaseModel):
         return {"kind": self.kind, **self.model_dump(mode="json", by_alias=True)}
 
 
-class FrameReady(Message):
-    """A new frame is in the camera's shared-memory ring: which one, where, and when it was captured."""
-
-    kind: ClassVar[str] = "frame_ready"
-    topic_template: ClassVar[str] = TOPIC_FRAME
+class _FrameHeader(Message):
+    """What describes one camera frame, wherever its pixels are."""
 
     camera: CameraName
     seq: int = Field(ge=0)
@@ -97,6 +94,14 @@ class FrameReady(Message):
     width: int = Field(gt=0, le=4096)
     channels: Literal[1, 3] = 3
     dtype: Literal["uint8"] = "uint8"
+
+
+class FrameReady(_FrameHeader):
+    """A new frame is in the camera's shared-memory ring: which one, where, and when it was captured."""
+
+    kind: ClassVar[str] = "frame_ready"
+    topic_template: ClassVar[str] = TOPIC_FRAME
+
     slot: int = Field(ge=0, le=1024)
     segment: str = Field(min_length=1, max_length=4096)
     """Path of the ring file; readers mount the same directory (see the inference recipe)."""
@@ -115,19 +120,12 @@ class SnapshotRequest(Message):
     request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
 
 
-class Frame(Message):
+class Frame(_FrameHeader):
     """One image that travels over IPC (a debug snapshot): pixels beside the JSON header, not inside it."""
 
     kind: ClassVar[str] = "frame"
     topic_template: ClassVar[str] = TOPIC_SNAPSHOT
 
-    camera: CameraName
-    seq: int = Field(ge=0)
-    t_capture: FiniteFloat
-    height: int = Field(gt=0, le=4096)
-    width: int = Field(gt=0, le=4096)
-    channels: Literal[1, 3] = 3
-    dtype: Literal["uint8"] = "uint8"
     encoding: Literal["raw", "jpeg"] = "raw"
     request_id: str | None = Field(default=None, max_length=64)
     pixels: bytes = Field(default=b"", exclude=True, repr=False)

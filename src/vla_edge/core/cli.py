@@ -63,10 +63,9 @@ def _env(args: argparse.Namespace) -> int:
     try:
         environment = component_environment(args.run_dir, args.component)
     except VlaEdgeError as exc:
-        print(f"vla-edge core env: {exc}", file=sys.stderr)
+        sys.stderr.write(f"vla-edge core env: {exc}\n")
         return 1
-    for key, value in environment.items():
-        print(f"export {key}={shlex.quote(value)}")
+    sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items()))
     return 0
 
 
