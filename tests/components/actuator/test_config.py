@@ -57,6 +57,13 @@ def test_recipe_grants_exactly_what_the_actuator_uses() -> None:
         ({"maxStepDeg": -1}, "maxStepDeg"),
         ({"serialport": "/dev/ttyUSB0"}, "serialport"),
         ({"joints": []}, "joints"),
+        ({"chunkMerge": "median"}, "chunkMerge"),
+        ({"mergeDecay": -0.5}, "mergeDecay"),
+        ({"mergeMaxChunks": 0}, "mergeMaxChunks"),
+        ({"crossfadeS": 0}, "crossfadeS"),
+        ({"maxActionLagS": 0.01}, "maxActionLagS"),  # shorter than a tick at 30 Hz
+        ({"controlHz": 10}, "maxActionLagS"),  # the default lag no longer covers a tick
+        ({"maxLeadS": 0}, "maxLeadS"),
         ({"joints": [{"name": "a", "id": 1, "minDeg": 10, "maxDeg": -10}]}, "minDeg"),
         (
             {
@@ -72,3 +79,8 @@ def test_recipe_grants_exactly_what_the_actuator_uses() -> None:
 def test_invalid_configuration_is_named(override: dict, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_config(ActuatorConfig, {**recipe_defaults(), **override})
+
+
+def test_lag_may_equal_one_tick() -> None:
+    config = load_config(ActuatorConfig, {**recipe_defaults(), "controlHz": 20, "maxActionLagS": 0.05})
+    assert config.max_action_lag_s == config.tick_s

@@ -6,6 +6,17 @@ One control thread owns the servo bus. Each tick (``controlHz``) it
    and sync-writes the goals,
 2. sync-reads the present positions and publishes :class:`~vla_edge.messages.JointState`.
 
+Chunks and time
+    An arriving chunk is merged into the schedule with ``chunkMerge`` (counted as
+    ``chunks_merged.<function>`` when it overlapped a remembered chunk). A chunk whose
+    last action is more than ``maxActionLagS`` old on arrival is dropped whole
+    (``chunks_dropped.stale``); one starting more than ``maxLeadS`` ahead is rejected with
+    a warning (``chunks_dropped.far_future``: a clock problem). An action more than
+    ``maxActionLagS`` late at its tick is dropped (``actions_dropped.stale``). Health
+    reports ``queue_ahead_s`` (seconds of plan left at the last tick, and its minimum
+    since the previous report) and counts ``starved_ticks``: ticks with torque on, no
+    action due and nothing planned, within a second of the last executed action.
+
 Torque rules
     Connecting holds the arm where it is (goal = present position, torque on). With no
     fresh action for ``holdAfterS`` the arm holds; after ``torqueOffAfterS`` torque goes
@@ -24,16 +35,26 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from typing import Any
 
 from vla_edge import messages
 from vla_edge.bus.base import Bus
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.safety import UnsafeAction, clamp_goal
-from vla_edge.components.actuator.schedule import ActionSchedule, ScheduledAction
+from vla_edge.components.actuator.schedule import (
+    ActionSchedule,
+    Admission,
+    ScheduledAction,
+)
 from vla_edge.components.actuator.units import degrees_to_ticks, ticks_to_degrees
 from vla_edge.components.base import Component
 from vla_edge.errors import BusError, ServoBusError
 from vla_edge.motors.base import ServoBus, ServoBusConfig
+
+STARVED_WINDOW_S = 1.0
+"""A tick without a plan counts as starved only this soon after the last executed action."""
+WARNING_INTERVAL_S = 5.0
+"""Repeated warnings of one kind (far-future or stale chunks) are logged at most this often."""
 
 
 def make_servo_bus(config: ActuatorConfig) -> ServoBus:
@@ -55,7 +76,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def __init__(self, bus: Bus, config: ActuatorConfig, servos: ServoBus | None = None) -> None:
         super().__init__(bus, config)
         self.servos = servos if servos is not None else make_servo_bus(config)
-        self.schedule = ActionSchedule(config.names)
+        self.schedule = ActionSchedule.from_config(config)
         self._ids = config.motor_ids
         self._lower = [joint.min_deg for joint in config.joints]
         self._upper = [joint.max_deg for joint in config.joints]
@@ -74,6 +95,12 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._tick_starts: collections.deque[float] = collections.deque(maxlen=256)
         self._tick_ms = 0.0
         self._tick_ms_max = 0.0
+        self._last_applied: float | None = None
+        self._starving = False
+        self._ahead_s = 0.0
+        self._ahead_s_min: float | None = None
+        self._warned: dict[str, tuple[float, int]] = {}
+        self._warn_lock = threading.Lock()
 
     # --- inbound messages (transport thread) ----------------------------------------------
 
@@ -82,13 +109,37 @@ class ActuatorComponent(Component[ActuatorConfig]):
             self.counters.add("ignored.chunk_during_estop")
             return
         try:
-            replaced = self.schedule.add(chunk)
+            admission = self.schedule.submit(chunk, time.time())
         except UnsafeAction as exc:
             self.counters.add(f"rejected.{exc.reason}")
             self.log.warning("rejected action chunk: %s", exc)
             return
-        if replaced:
-            self.counters.add("actions_replaced", replaced)
+        self._count_admission(admission)
+
+    def _count_admission(self, admission: Admission) -> None:
+        if admission.outcome != "queued":
+            self.counters.add(f"chunks_dropped.{admission.outcome}")
+            if admission.outcome == "cleared":
+                self.log.info("%s", admission.detail)
+            else:
+                self._warn_limited(admission.outcome, "dropped action chunk: %s", admission.detail)
+            return
+        if admission.replaced:
+            self.counters.add("actions_replaced", admission.replaced)
+        if admission.merged:
+            self.counters.add(f"chunks_merged.{self.config.chunk_merge}")
+
+    def _warn_limited(self, kind: str, message: str, *args: Any) -> None:
+        """Log a warning, at most once per ``WARNING_INTERVAL_S`` per kind, saying how many were held back."""
+        now = time.monotonic()
+        with self._warn_lock:
+            last, held = self._warned.get(kind, (float("-inf"), 0))
+            if now - last < WARNING_INTERVAL_S:
+                self._warned[kind] = (last, held + 1)
+                return
+            self._warned[kind] = (now, 0)
+        suffix = f" (and {held} more like it since the last warning)" if held else ""
+        self.log.warning(message + "%s", *args, suffix)
 
     def _on_estop(self, estop: messages.EStop) -> None:
         if estop.engaged:
@@ -166,19 +217,33 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self._set_torque(False)
             self._holding = True
         else:
-            due = self.schedule.pop_due(time.time(), self.config.tick_s)
+            due = self.schedule.pop_due(time.time(), self.config.max_action_lag_s)
+            self._ahead_s = due.ahead_s
+            self._ahead_s_min = due.ahead_s if self._ahead_s_min is None else min(self._ahead_s_min, due.ahead_s)
             if due.stale:
                 self.counters.add("actions_dropped.stale", due.stale)
             if due.skipped:
                 self.counters.add("actions_dropped.superseded", due.skipped)
             if due.action is None:
+                self._check_starved(now, due.ahead_s)
                 self._watchdog()
             else:
+                self._starving = False
                 done, latency_ms = self._apply(due.action, now)
                 applied = due.action if done else None
         self._present = self._read_present()
         self._resync = False
         self._publish_state(latency_ms, applied)
+
+    def _check_starved(self, now: float, ahead_s: float) -> None:
+        """Count a tick where the plan ran dry while the arm was being driven."""
+        recent = self._last_applied is not None and now - self._last_applied <= STARVED_WINDOW_S
+        if not (self._torque is True and ahead_s <= 0.0 and recent):
+            return
+        self.counters.add("starved_ticks")
+        if not self._starving:
+            self._starving = True
+            self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
 
     def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
         """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""
@@ -197,6 +262,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._goal = list(clamped.goals)
         self._holding = False
         self._last_action = now
+        self._last_applied = now
         self._actions_applied += 1
         self.counters.add("actions_applied")
         if clamped.any_limited:
@@ -311,6 +377,9 @@ class ActuatorComponent(Component[ActuatorConfig]):
             "torque_enabled": None if self._torque is None else float(self._torque),
             "estop": float(self._estop.is_set()),
             "idle_s": self._idle(),
+            "queue_ahead_s": self._ahead_s,
+            "queue_ahead_s_min": self._ahead_s_min,
         }
         self._tick_ms_max = 0.0
+        self._ahead_s_min = None
         return figures

@@ -2,12 +2,17 @@
 
 Joint positions are in degrees. Until calibration lands, a joint's angle is its raw
 encoder reading with 2048 ticks = 0° and 4096 ticks per turn (:mod:`.units`).
+
+How overlapping chunks combine (``chunkMerge``, ``mergeDecay``, ``mergeMaxChunks``,
+``crossfadeS``) is defined in :mod:`.merge`; when actions and chunks are too old or too
+far ahead (``maxActionLagS``, ``maxLeadS``) in :mod:`.schedule`.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from vla_edge.components.actuator.merge import MergeName
 from vla_edge.components.base import ConfigModel
 
 SUPPORTED_BAUDRATES = (1_000_000, 500_000, 250_000, 128_000, 115_200, 57_600, 38_400, 19_200)
@@ -54,6 +59,25 @@ class ActuatorConfig(ConfigModel):
     """Watchdog: with no fresh action for this long torque is switched off (the arm goes limp)."""
     packet_timeout_ms: float = Field(default=50.0, ge=5.0, le=1000.0, allow_inf_nan=False)
     reconnect_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    chunk_merge: MergeName = "latest"
+    """How a new chunk combines with queued ones where they overlap: ``latest`` (the new chunk
+    replaces the old actions for the times it covers), ``average`` (weighted average, newest
+    weighs most, see ``mergeDecay``) or ``crossfade`` (linear blend over ``crossfadeS``)."""
+    merge_decay: float = Field(default=0.5, ge=0.0, le=20.0, allow_inf_nan=False)
+    """``average``: a chunk's weight is ``exp(-mergeDecay * rank)``, rank 0 for the newest chunk
+    covering the time, 1 for the next older one... 0.5 gives 1, 0.61, 0.37, ...; 0 is a plain mean."""
+    merge_max_chunks: int = Field(default=8, ge=1, le=64)
+    """``average``/``crossfade``: how many of the newest chunks are remembered for merging."""
+    crossfade_s: float = Field(default=0.2, gt=0.0, le=10.0, allow_inf_nan=False)
+    """``crossfade``: how long the blend from the queued plan to a new chunk lasts (shortened to
+    the overlap when the queued plan ends sooner)."""
+    max_action_lag_s: float = Field(default=0.05, gt=0.0, le=1.0, allow_inf_nan=False)
+    """An action more than this late at its tick is dropped (``actions_dropped.stale``), and a
+    chunk whose last action is already this late on arrival is dropped whole
+    (``chunks_dropped.stale``). At least one control tick."""
+    max_lead_s: float = Field(default=5.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    """A chunk whose ``tStart`` is more than this ahead of the actuator's clock is rejected
+    (``chunks_dropped.far_future``): the clocks of inference and actuator disagree."""
 
     @field_validator("baudrate")
     @classmethod
@@ -77,6 +101,15 @@ class ActuatorConfig(ConfigModel):
         if self.torque_off_after_s <= self.hold_after_s:
             raise ValueError(
                 f"torqueOffAfterS ({self.torque_off_after_s}) must be longer than holdAfterS ({self.hold_after_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lag_covers_a_tick(self) -> ActuatorConfig:
+        if self.max_action_lag_s < self.tick_s:
+            raise ValueError(
+                f"maxActionLagS ({self.max_action_lag_s}) must be at least one control tick "
+                f"({self.tick_s:.4f} s at controlHz {self.control_hz}), or every other action would be dropped"
             )
         return self
 
