@@ -14,8 +14,14 @@ Chunks and time
     a warning (``chunks_dropped.far_future``: a clock problem). An action more than
     ``maxActionLagS`` late at its tick is dropped (``actions_dropped.stale``). Health
     reports ``queue_ahead_s`` (seconds of plan left at the last tick, and its minimum
-    since the previous report) and counts ``starved_ticks``: ticks with torque on, no
-    action due and nothing planned, within a second of the last executed action.
+    since the previous report) and counts ``starved_ticks``: ticks with torque on and no
+    action due, within a second of the last executed action.
+
+Tick timing
+    Ticks run on the wall-clock grid of ``1/controlHz``, ``tickPhaseS`` after each grid
+    point. The inference component puts a chunk's actions on the same grid (``t_start`` is
+    a multiple of ``actionDt``), so with ``controlHz = 1/actionDt`` each tick finds exactly
+    one action due and may wake up to a tick late without taking its successor's action.
 
 Torque rules
     Connecting holds the arm where it is (goal = present position, torque on). With no
@@ -33,6 +39,7 @@ port is reopened every ``reconnectIntervalS``.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from typing import Any
@@ -69,6 +76,11 @@ def make_servo_bus(config: ActuatorConfig) -> ServoBus:
         )
     )
 
+
+
+def next_tick_time(now: float, period: float, phase: float) -> float:
+    """The first wall-clock time after ``now`` of the form ``k * period + phase``."""
+    return (math.floor((now - phase) / period) + 1) * period + phase
 
 class ActuatorComponent(Component[ActuatorConfig]):
     name = "actuator"
@@ -158,20 +170,17 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def run(self, stop: threading.Event) -> None:
         self.router.subscribe(messages.TOPIC_ACTION_CHUNK, self._on_chunk, expect=messages.ActionChunk)
         self.router.subscribe(messages.TOPIC_ESTOP, self._on_estop, expect=messages.EStop)
-        period = self.config.tick_s
+        period, phase = self.config.tick_s, self.config.tick_phase_s
         self._last_action = time.monotonic()
-        next_tick = time.monotonic()
         try:
             while not stop.is_set():
+                planned = next_tick_time(time.time(), period, phase)
+                if self._wake.wait(max(0.0, planned - time.time())):
+                    self._wake.clear()  # an e-stop: act now, then fall back onto the grid
+                elif time.time() - planned > period - phase:
+                    self.counters.add("tick_overruns")  # woke so late that the next grid point passed
                 self._tick()
                 self._publish_health()
-                next_tick += period
-                if self._wake.wait(max(0.0, next_tick - time.monotonic())):
-                    self._wake.clear()
-                    next_tick = time.monotonic()
-                elif time.monotonic() - next_tick > period:
-                    self.counters.add("tick_overruns")
-                    next_tick = time.monotonic()
         finally:
             self._shutdown()
 
@@ -236,14 +245,21 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._publish_state(latency_ms, applied)
 
     def _check_starved(self, now: float, ahead_s: float) -> None:
-        """Count a tick where the plan ran dry while the arm was being driven."""
+        """Count a tick that had no action while the arm was being driven.
+
+        Either the plan ran dry (``ahead_s`` is 0: chunks arrive too late) or the tick missed its
+        slot although later actions are queued (the tick woke more than a tick late).
+        """
         recent = self._last_applied is not None and now - self._last_applied <= STARVED_WINDOW_S
-        if not (self._torque is True and ahead_s <= 0.0 and recent):
+        if not (self._torque is True and recent):
             return
         self.counters.add("starved_ticks")
         if not self._starving:
             self._starving = True
-            self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
+            if ahead_s <= 0.0:
+                self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
+            else:
+                self.log.info("a control tick found no action although %.2f s are planned (tick woke late?)", ahead_s)
 
     def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
         """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""

@@ -53,6 +53,10 @@ class ActuatorConfig(ConfigModel):
     max_step_deg: float = Field(default=5.0, gt=0.0, le=90.0, allow_inf_nan=False)
     """Largest change of any joint's goal in one control tick (5° at 30 Hz = 150°/s)."""
     control_hz: float = Field(default=30.0, ge=1.0, le=200.0, allow_inf_nan=False)
+    tick_phase_s: float = Field(default=0.004, ge=0.0, le=0.5, allow_inf_nan=False)
+    """Ticks run on the wall-clock grid of ``1/controlHz`` (the grid the inference component puts
+    actions on), this long after each grid point: a tick then finds exactly one action due and can
+    wake up to one tick minus this late without taking the next tick's action. Less than one tick."""
     hold_after_s: float = Field(default=0.5, gt=0.0, le=60.0, allow_inf_nan=False)
     """Watchdog: with no fresh action for this long the arm holds its position."""
     torque_off_after_s: float = Field(default=10.0, gt=0.0, le=3600.0, allow_inf_nan=False)
@@ -102,6 +106,12 @@ class ActuatorConfig(ConfigModel):
             raise ValueError(
                 f"torqueOffAfterS ({self.torque_off_after_s}) must be longer than holdAfterS ({self.hold_after_s})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _phase_inside_a_tick(self) -> ActuatorConfig:
+        if self.tick_phase_s >= self.tick_s:
+            raise ValueError(f"tickPhaseS ({self.tick_phase_s}) must be shorter than one control tick ({self.tick_s:.4f} s)")
         return self
 
     @model_validator(mode="after")

@@ -182,6 +182,10 @@ def merge_average(tracks: Sequence[Track], t: float, decay: float) -> Vector | N
     return tuple(merged)
 
 
+TIME_RESOLUTION_S = 1e-6
+"""Wall-clock seconds near 1.7e9 resolve to about 0.24 µs: a window that ends within 1 µs has ended."""
+
+
 def crossfade_weight(t: float, start: float, old_end: float, crossfade_s: float) -> float:
     """Share of the newer track at ``t``: 0 before ``start``, rising linearly to 1 by the window's end."""
     if not (math.isfinite(crossfade_s) and crossfade_s > 0):
@@ -189,9 +193,9 @@ def crossfade_weight(t: float, start: float, old_end: float, crossfade_s: float)
     length = min(crossfade_s, old_end - start)
     if t < start:
         return 0.0
-    if length <= 0:
+    if length <= 0 or t - start >= length - TIME_RESOLUTION_S:
         return 1.0
-    return min((t - start) / length, 1.0)
+    return (t - start) / length
 
 
 def merge_crossfade(tracks: Sequence[Track], t: float, crossfade_s: float) -> Vector | None:
