@@ -24,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vla_edge.components.actuator.component import next_tick_time
+from vla_edge.components.actuator.config import ActuatorConfig
+
 CAMERA = "front"
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 STARTUP_LIMIT_S = 120.0
@@ -54,14 +57,18 @@ def camera_source(directory: str, height: int, width: int, fps: float, conn: Any
 
 
 def drive(hz: float, seconds: float, work: Callable[[int], float | None]) -> dict[str, Any]:
-    """Run ``work(tick)`` on the control clock; it returns the monotonic time it applied an action, or None."""
+    """Run ``work(tick)`` on the actuator's control clock; ``work`` returns the monotonic time it applied an action, or None."""
     period = 1.0 / hz
     outcome: dict[int, str] = {}
     applied: list[float] = []
     lateness: dict[int, float] = {}  # tick -> how long after its slot started its work began
     first_tick: int | None = None
     end_tick: int | None = None
-    t0 = time.monotonic()
+    # Slots start where the actuator's ticks do: on the wall-clock grid of the period, tickPhaseS after
+    # each point (the grid the inference component puts actions on).
+    phase = ActuatorConfig().tick_phase_s
+    wall, mono = time.time(), time.monotonic()
+    t0 = mono + (next_tick_time(wall, period, phase) - wall)
     k = 0
     while end_tick is None or k < end_tick:
         slot_start = t0 + k * period
