@@ -4,64 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support.policy import ACT_ACTION_MEAN
 
 from vla_edge.errors import PolicyError
 from vla_edge.policies import LoadedPolicy, load_policy, resolve_device
 
-
-def save_small_act(directory: Path, action_mean: list[float], action_std: float) -> None:
-    """A tiny ACT policy with two cameras and five joints, saved the way lerobot-train does."""
-    import torch
-    from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.factory import make_pre_post_processors
-
-    joints = len(action_mean)
-    config = ACTConfig(
-        device="cpu",
-        input_features={
-            "observation.images.top": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 48, 64)),
-            "observation.images.wrist": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 48, 64)),
-            "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(joints,)),
-        },
-        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(joints,))},
-        chunk_size=10,
-        n_action_steps=8,
-        pretrained_backbone_weights=None,
-        dim_model=32,
-        n_heads=2,
-        dim_feedforward=64,
-        n_encoder_layers=1,
-        use_vae=False,
-        push_to_hub=False,
-    )
-    stats = {
-        "observation.state": {"mean": torch.zeros(joints), "std": torch.ones(joints)},
-        "action": {"mean": torch.tensor(action_mean), "std": torch.full((joints,), action_std)},
-        "observation.images.top": {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)},
-        "observation.images.wrist": {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)},
-    }
-    torch.manual_seed(3)
-    policy = ACTPolicy(config)
-    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=stats)
-    policy.save_pretrained(directory)
-    preprocessor.save_pretrained(directory)
-    postprocessor.save_pretrained(directory)
-
-
-@pytest.fixture(scope="module")
-def small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("small-act")
-    # std ~0: every unnormalised action equals the mean, which proves the postprocessor ran
-    save_small_act(directory, action_mean=[10.0, -20.0, 30.0, -40.0, 50.0], action_std=1e-6)
-    return directory
+FIVE = ["a", "b", "c", "d", "e"]
 
 
 @pytest.fixture
@@ -74,13 +29,13 @@ def copy_of(tmp_path: Path):
     return make
 
 
-def test_policy_saved_with_save_pretrained_loads_and_runs_its_processors(small_dir: Path) -> None:
-    policy = load_policy(small_dir)
+def test_policy_saved_with_save_pretrained_loads_and_runs_its_processors(act_dir: Path) -> None:
+    policy = load_policy(act_dir, cameras=["wrist", "top"], joint_names=FIVE)
     assert isinstance(policy, LoadedPolicy)
     assert sorted(policy.camera_names) == ["top", "wrist"]
     assert policy.image_shape("top") == (3, 48, 64)
     assert (policy.state_dim, policy.action_dim, policy.n_action_steps) == (5, 5, 8)
-    policy.check_io(["wrist", "top"], ["a", "b", "c", "d", "e"])
+    policy.check_io(["wrist", "top"], FIVE)
     rng = np.random.default_rng(0)
     images = {
         "top": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),  # resized to 48x64
@@ -97,7 +52,7 @@ def test_policy_saved_with_save_pretrained_loads_and_runs_its_processors(small_d
     )
     actions = policy.predict_chunk(observation)
     assert actions.shape == (8, 5)  # n_action_steps of the chunk_size=10 prediction
-    np.testing.assert_allclose(actions, np.tile([10.0, -20.0, 30.0, -40.0, 50.0], (8, 1)), atol=1e-3)
+    np.testing.assert_allclose(actions, np.tile(ACT_ACTION_MEAN, (8, 1)), atol=1e-3)
 
 
 @pytest.mark.parametrize("missing", ["model.safetensors", "config.json", "policy_preprocessor.json"])
@@ -125,6 +80,29 @@ def test_broken_config_is_a_policy_error(demo_dir: Path, copy_of: Any) -> None:
     path = copy_of(demo_dir)
     (path / "config.json").write_text('{"type": "act", "chunk_size": ')
     with pytest.raises(PolicyError, match="not a valid LeRobot policy config"):
+        load_policy(path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: b"\x00" * len(data), id="zeroed"),
+        pytest.param(lambda data: b"not safetensors at all", id="garbage"),
+    ],
+)
+def test_broken_safetensors_is_a_policy_error(demo_dir: Path, copy_of: Any, damage: Any) -> None:
+    path = copy_of(demo_dir)
+    weights = path / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(PolicyError, match="cannot load the weights in .*model.safetensors"):
+        load_policy(path)
+
+
+def test_broken_processor_state_is_a_policy_error(demo_dir: Path, copy_of: Any) -> None:
+    path = copy_of(demo_dir)
+    (path / "policy_postprocessor_step_0_unnormalizer_processor.safetensors").write_bytes(b"\x01\x02garbage")
+    with pytest.raises(PolicyError, match="cannot load the processors"):
         load_policy(path)
 
 
@@ -164,6 +142,63 @@ def test_feature_mismatch_is_explained(demo_policy: LoadedPolicy) -> None:
         demo_policy.check_io([], six)
     with pytest.raises(PolicyError, match="6 values but 5 joints"):
         demo_policy.check_io(["front"], six[:5])
+
+
+def _with_config(path: Path, change: Any) -> Path:
+    config = json.loads((path / "config.json").read_text())
+    change(config)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("cameras", "joints", "messages"),
+    [
+        pytest.param(["top", "side"], FIVE, [r"cameras \['side'\] are not inputs", r"needs cameras \['wrist'\]"],
+                     id="camera-name"),
+        pytest.param(["top"], FIVE, [r"needs cameras \['wrist'\]", r"reads 2 camera\(s\), 1 are configured"],
+                     id="camera-count"),
+        pytest.param(["top", "wrist", "side"], FIVE, [r"cameras \['side'\] are not inputs", "reads 2 camera"],
+                     id="extra-camera"),
+        pytest.param(["top", "wrist"], FIVE[:4], [r"observation.state has 5 values but 4 joints",
+                                                   r"action has 5 values but 4 joints"], id="joint-count"),
+    ],
+)
+def test_mismatch_is_refused_before_the_weights_with_expected_and_configured(
+    act_dir: Path, cameras: list[str], joints: list[str], messages: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lerobot.policies.act.modeling_act import ACTPolicy
+
+    def no_weights(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("weights were loaded for a policy that does not fit the configuration")
+
+    monkeypatch.setattr(ACTPolicy, "from_pretrained", no_weights)
+    with pytest.raises(PolicyError) as info:
+        load_policy(act_dir, cameras=cameras, joint_names=joints)
+    text = str(info.value)
+    for message in messages:
+        assert re.search(message, text), (message, text)
+    assert "Policy expects: cameras top (3, 48, 64), wrist (3, 48, 64); observation.state (5,); action (5,)" in text
+    assert f"Configured: cameras {cameras}, {len(joints)} jointNames {joints}" in text
+
+
+def test_policy_expecting_other_image_channels_is_refused(act_dir: Path, copy_of: Any) -> None:
+    def grey_wrist(config: dict[str, Any]) -> None:
+        config["input_features"]["observation.images.wrist"]["shape"] = [1, 48, 64]
+
+    path = _with_config(copy_of(act_dir), grey_wrist)
+    with pytest.raises(PolicyError, match=r"camera 'wrist': the policy expects 1-channel images \(1, 48, 64\), "
+                                          r"cameras deliver 3-channel RGB frames"):
+        load_policy(path, cameras=["top", "wrist"], joint_names=FIVE)
+
+
+def test_policy_with_an_input_vla_edge_cannot_feed_is_refused(act_dir: Path, copy_of: Any) -> None:
+    def add_environment_state(config: dict[str, Any]) -> None:
+        config["input_features"]["observation.environment_state"] = {"type": "ENV", "shape": [4]}
+
+    path = _with_config(copy_of(act_dir), add_environment_state)
+    with pytest.raises(PolicyError, match=r"needs inputs \['observation.environment_state'\]"):
+        load_policy(path, cameras=["top", "wrist"], joint_names=FIVE)
 
 
 def test_device_falls_back_to_cpu_when_cuda_is_missing(caplog: pytest.LogCaptureFixture) -> None:

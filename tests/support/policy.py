@@ -1,7 +1,14 @@
-"""Session-wide demo policy for the policy and inference tests (built once, in a temp cache).
+"""Real LeRobot policies for the policy and inference tests, each built once per session.
 
-Both test folders need the same demo policy; building it costs seconds (mostly importing
-LeRobot), so the first request builds it and later ones reuse it. Never the real ~/.cache.
+Every policy here is a genuine LeRobot directory: a policy with random weights saved with
+``save_pretrained`` together with the processors from ``make_pre_post_processors``, then
+loaded back through vla-edge's loader (nothing is downloaded; backbones start random).
+They are small (48x64 images, tiny transformer/U-Net widths) to keep CPU time low.
+
+* ``demo``: the untrained demo ACT policy (camera ``front`` 120x160, six SO-101 joints).
+* ``act``: ACT with cameras ``top`` and ``wrist`` and five joints; its action std is ~0,
+  so every unnormalised action equals :data:`ACT_ACTION_MEAN` (proof the postprocessor ran).
+* ``diffusion``: Diffusion Policy with camera ``front``, six joints, ``n_obs_steps`` 2.
 """
 
 from __future__ import annotations
@@ -12,6 +19,13 @@ from typing import Any
 import pytest
 
 _cache: dict[str, Any] = {}
+
+ACT_ACTION_MEAN = [10.0, -20.0, 30.0, -40.0, 50.0]
+ACT_CAMERAS = ("top", "wrist")
+ACT_CHUNK, ACT_STEPS = 10, 8
+DIFFUSION_JOINTS = 6
+DIFFUSION_OBS_STEPS, DIFFUSION_STEPS = 2, 6
+IMAGE_SHAPE = (3, 48, 64)
 
 
 def demo_cache_dir(factory: pytest.TempPathFactory) -> Path:
@@ -38,3 +52,132 @@ def loaded_demo_policy(factory: pytest.TempPathFactory) -> Any:
 
         _cache["loaded"] = load_policy(demo_policy_path(factory), "cpu")
     return _cache["loaded"]
+
+
+def _save(directory: Path, config: Any, stats: dict[str, Any], seed: int) -> None:
+    import torch
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = get_policy_class(config.type)(config)
+    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=stats)
+    policy.save_pretrained(directory)
+    preprocessor.save_pretrained(directory)
+    postprocessor.save_pretrained(directory)
+
+
+def _image_stats(keys: list[str]) -> dict[str, Any]:
+    import torch
+
+    return {key: {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25),
+                  "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)} for key in keys}
+
+
+def save_small_act(directory: Path) -> None:
+    """ACT: cameras top and wrist (3x48x64), five joints, chunk 10 of which 8 are used."""
+    import torch
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.act.configuration_act import ACTConfig
+
+    joints = len(ACT_ACTION_MEAN)
+    images = [f"observation.images.{camera}" for camera in ACT_CAMERAS]
+    config = ACTConfig(
+        device="cpu",
+        input_features={
+            **{key: PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE_SHAPE) for key in images},
+            "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(joints,)),
+        },
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(joints,))},
+        chunk_size=ACT_CHUNK, n_action_steps=ACT_STEPS, pretrained_backbone_weights=None,
+        dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, use_vae=False, push_to_hub=False,
+    )
+    stats = {
+        "observation.state": {"mean": torch.zeros(joints), "std": torch.ones(joints)},
+        # std ~0: every unnormalised action equals the mean, which proves the postprocessor ran
+        "action": {"mean": torch.tensor(ACT_ACTION_MEAN), "std": torch.full((joints,), 1e-6)},
+        **_image_stats(images),
+    }
+    _save(directory, config, stats, seed=3)
+
+
+def save_small_diffusion(directory: Path) -> None:
+    """Diffusion Policy: camera front (3x48x64), six joints, two observations, 6 of a horizon of 8 actions."""
+    import torch
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+    joints = DIFFUSION_JOINTS
+    config = DiffusionConfig(
+        device="cpu",
+        input_features={
+            "observation.images.front": PolicyFeature(type=FeatureType.VISUAL, shape=IMAGE_SHAPE),
+            "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(joints,)),
+        },
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(joints,))},
+        n_obs_steps=DIFFUSION_OBS_STEPS, horizon=8, n_action_steps=DIFFUSION_STEPS,
+        crop_shape=None, pretrained_backbone_weights=None, spatial_softmax_num_keypoints=4,
+        down_dims=(16, 32), kernel_size=3, n_groups=4, diffusion_step_embed_dim=16,
+        num_train_timesteps=20, num_inference_steps=4, push_to_hub=False,
+    )
+    stats = {
+        "observation.state": {"min": torch.full((joints,), -90.0), "max": torch.full((joints,), 90.0)},
+        "action": {"min": torch.full((joints,), -45.0), "max": torch.full((joints,), 45.0)},
+        **_image_stats(["observation.images.front"]),
+    }
+    _save(directory, config, stats, seed=5)
+
+
+_BUILDERS = {"act": save_small_act, "diffusion": save_small_diffusion}
+
+
+def policy_path(factory: pytest.TempPathFactory, name: str) -> Path:
+    """Directory of test policy ``name`` (``act`` or ``diffusion``), saved on first use."""
+    key = f"dir:{name}"
+    if key not in _cache:
+        directory = factory.mktemp(f"policy-{name}")
+        _BUILDERS[name](directory)
+        _cache[key] = directory
+    return _cache[key]
+
+
+def loaded_policy(factory: pytest.TempPathFactory, name: str) -> Any:
+    """Test policy ``name`` loaded once through vla-edge's loader (a LoadedPolicy)."""
+    key = f"loaded:{name}"
+    if key not in _cache:
+        from vla_edge.policies import load_policy
+
+        _cache[key] = load_policy(policy_path(factory, name), "cpu")
+    return _cache[key]
+
+
+def vla_policy_dir(target: Path, source: Path, policy_type: str, image_shape: tuple[int, int, int]) -> Path:
+    """A copy of policy directory ``source`` whose config.json is a real LeRobot ``policy_type`` config.
+
+    For policy types whose extra is not installed: loading must stop at the config, so the
+    other files (weights, processors, from ``source``) are never read. Camera ``front`` of
+    ``image_shape``, six joints.
+    """
+    import shutil
+
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.factory import make_policy_config
+
+    shutil.copytree(source, target)
+    config = make_policy_config(
+        policy_type, device="cpu", push_to_hub=False,
+        input_features={"observation.images.front": PolicyFeature(type=FeatureType.VISUAL, shape=image_shape),
+                        "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(6,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(6,))},
+    )
+    (target / "config.json").unlink()
+    config._save_pretrained(target)
+    return target
+
+
+def simulate_missing_module(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """Make ``module`` (and its submodules) look uninstalled to vla-edge's requirement check."""
+    from vla_edge.policies import checks
+
+    real = checks.module_available
+    monkeypatch.setattr(checks, "module_available", lambda name: False if name.split(".")[0] == module else real(name))

@@ -17,10 +17,12 @@ from vla_edge.policies.loading import (
     resolve_device,
     set_torch_threads,
 )
+from vla_edge.policies.speed import DTYPES, resolve_dtype
 
 __all__ = [
     "DEMO_NAME",
     "DEMO_VERSION",
+    "DTYPES",
     "LoadedPolicy",
     "check_policy_dir",
     "demo_policy_dir",
@@ -28,5 +30,6 @@ __all__ = [
     "is_demo_policy",
     "load_policy",
     "resolve_device",
+    "resolve_dtype",
     "set_torch_threads",
 ]
