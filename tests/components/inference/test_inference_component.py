@@ -5,106 +5,44 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from support import wait_for
+from support.inference import JOINTS, Harness, Rings, joints
 
 from vla_edge import messages
-from vla_edge.bus.memory import InMemoryBroker, InMemoryBus
+from vla_edge.bus.memory import InMemoryBroker
 from vla_edge.cameras.ring import FrameRing
 from vla_edge.components.base import load_config
 from vla_edge.components.inference.component import InferenceComponent
-from vla_edge.components.inference.config import SO101_JOINTS, InferenceConfig
+from vla_edge.components.inference.config import InferenceConfig
 from vla_edge.errors import ConfigurationError, PolicyError
 from vla_edge.models import read_model_ref
 from vla_edge.policies import LoadedPolicy
 
-JOINTS = list(SO101_JOINTS)
-
-
-_rings: dict[str, FrameRing] = {}
-_frame_dir: list[Path] = []
+_rings: list[Rings] = []
 
 
 @pytest.fixture(autouse=True)
 def frame_dir(tmp_path: Path) -> Iterator[Path]:
     """Every test gets its own shared-memory ring directory; rings are closed afterwards."""
-    _frame_dir[:] = [tmp_path / "frames"]
-    yield _frame_dir[0]
-    for ring in _rings.values():
-        ring.close()
-    _rings.clear()
+    _rings[:] = [Rings(tmp_path / "frames")]
+    yield _rings[0].directory
+    _rings[0].close()
 
 
-def frame(
-    camera: str = "front", shape: tuple[int, int] = (120, 160), age_s: float = 0.0, seq: int = 1
-) -> messages.FrameReady:
-    """Write a random image into ``camera``'s ring, as the camera component does, and announce it."""
-    image = np.random.default_rng(seq).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    ring = _rings.get(camera)
-    if ring is None or ring.shape[:2] != shape:
-        if ring is not None:
-            ring.close()
-        ring = _rings[camera] = FrameRing.create(_frame_dir[0], camera, *shape)
-    t_capture = time.time() - age_s
-    written = ring.write(image, t_capture)
-    return messages.FrameReady(
-        camera=camera, seq=written.seq, t_capture=t_capture, height=shape[0], width=shape[1],
-        slot=written.slot, segment=str(ring.path),
-    )
-
-
-def joints(names: list[str] | None = None, age_s: float = 0.0) -> messages.JointState:
-    names = names or JOINTS
-    return messages.JointState(t=time.time() - age_s, names=names, positions=[float(i) for i in range(len(names))])
-
-
-class Harness:
-    """A component on its own bus, a second bus to feed it, and everything it published."""
-
-    def __init__(self, broker: InMemoryBroker, policy: LoadedPolicy | None, **config: Any) -> None:
-        self.bus: InMemoryBus = broker.bus()
-        self.config = load_config(InferenceConfig, {"frameDir": str(_frame_dir[0]), **config})
-        self.component = InferenceComponent(self.bus, self.config, policy=policy)
-        self.feeder = broker.bus()
-        self.chunks: list[messages.ActionChunk] = []
-        self.health: list[messages.ComponentHealth] = []
-        self.feeder.subscribe(messages.TOPIC_ACTION_CHUNK, self._collect)
-        self.feeder.subscribe(messages.TOPIC_HEALTH.format(component="inference"), self._collect)
-
-    def _collect(self, topic: str, payload: Any) -> None:
-        message = messages.decode(topic, payload)
-        if isinstance(message, messages.ActionChunk):
-            self.chunks.append(message)
-        elif isinstance(message, messages.ComponentHealth):
-            self.health.append(message)
-
-    def send(self, *items: messages.Message) -> None:
-        for item in items:
-            self.feeder.publish(*messages.encode(item))
-
-    @contextmanager
-    def running(self) -> Iterator[Harness]:
-        stop = threading.Event()
-        thread = threading.Thread(target=self.component.run, args=(stop,), name="inference-test")
-        thread.start()
-        try:
-            yield self
-        finally:
-            stop.set()
-            thread.join(30)
-            self.component.close()
-        assert not thread.is_alive()
+def frame(**kwargs: Any) -> messages.FrameReady:
+    """Write a random image into a camera's ring, as the camera component does, and announce it."""
+    return _rings[0].frame(**kwargs)
 
 
 @pytest.fixture
-def harness(broker: InMemoryBroker, demo_policy: LoadedPolicy):
+def harness(broker: InMemoryBroker, demo_policy: LoadedPolicy, frame_dir: Path):
     def make(**config: Any) -> Harness:
-        return Harness(broker, demo_policy, **config)
+        return Harness(broker, demo_policy, frame_dir, **config)
 
     return make
 
@@ -196,7 +134,8 @@ def test_missing_or_stale_inputs_publish_nothing(harness: Any, inputs: Any) -> N
 
 
 def test_next_chunk_waits_for_the_refill_point(harness: Any) -> None:
-    h = harness(refillFraction=0.5)
+    # 30 actions 0.5 s apart: the refill point is 7.5 s away, far beyond any inference time here
+    h = harness(refillFraction=0.5, actionDt=0.5)
     h.send(frame(), joints())
     first = h.component.step()
     assert first is not None
@@ -218,7 +157,7 @@ def test_predict_exception_errors_holds_and_recovers(
         return original(observation)
 
     monkeypatch.setattr(demo_policy, "predict_chunk", flaky)
-    h = harness(maxObservationAgeS=60.0)
+    h = harness(maxObservationAgeS=60.0, warmupInferences=0)  # a failing warm-up would stop the start
     with h.running():
         h.send(frame(), joints())
         wait_for(lambda: h.component.state == "ERRORED" and h.component.counters.get("inference_errors") >= 2)
@@ -305,6 +244,10 @@ def test_missing_policy_path_fails_to_start_with_a_clear_error(broker: InMemoryB
         {"cameras": ["front/left"]},
         {"cameras": []},
         {"policy_pth": "/x"},
+        {"dtype": "float64"},
+        {"dtype": "half"},
+        {"compile": "maybe"},
+        {"warmupInferences": -1},
     ],
 )
 def test_bad_configuration_is_rejected(raw: dict[str, Any]) -> None:
@@ -326,6 +269,9 @@ def test_defaults_match_the_documented_ones() -> None:
         "actionDt": pytest.approx(1 / 30),
         "maxObservationAgeS": 1.0,
         "torchThreads": 1,
+        "dtype": "float32",
+        "compile": False,
+        "warmupInferences": 1,
     }
 
 

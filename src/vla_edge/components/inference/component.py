@@ -1,10 +1,20 @@
 """Runs a LeRobot policy on the newest camera frames and joint state; publishes timed action chunks.
 
+Start
+    The policy comes from ``policyPath``; when that is empty, from ``$VLA_EDGE_POLICY_PATH``
+    (the inference image points it at the model baked into the image); else the untrained
+    demo policy is created in the cache. Loading checks, before any weights are read, that
+    the policy's extras are installed and that its cameras, image channels and joint
+    counts match the configuration (PolicyError otherwise: the component never starts).
+    :meth:`InferenceComponent.run` then runs ``warmupInferences`` inferences on synthetic
+    observations and only then reports RUNNING.
+
 Threads
     Frames, joint states and instructions arrive on the transport thread and only
-    replace the latest value per input (under a lock). :meth:`InferenceComponent.run`
-    is the inference loop: it checks whether the current chunk needs a successor,
-    gathers fresh inputs, runs the policy and publishes.
+    update the latest values (under locks). :meth:`InferenceComponent.run` is the
+    inference loop: it checks whether the current chunk needs a successor, gathers fresh
+    inputs, runs the policy and publishes. A stop request (SIGTERM) is seen between
+    passes, so an inference in progress is finished and its chunk published first.
 
 Timing
     A chunk of ``T`` actions starting at ``t_start`` covers ``[t_start, t_start + T*dt)``.
@@ -12,7 +22,8 @@ Timing
     so the actuator always holds a plan that reaches beyond the next inference.
     ``t_start`` is the inference start time rounded up to the next multiple of
     ``actionDt``: action 0 is the policy's answer to the observation just taken, and
-    the actuator skips the actions whose time passed while the model ran.
+    the actuator skips the actions whose time passed while the model ran. The task used
+    is the instruction that was current when the observation's newest frame was captured.
 
 Failures
     Missing or stale inputs publish nothing (the actuator holds); an exception from
@@ -23,9 +34,9 @@ Failures
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +45,9 @@ from vla_edge import messages
 from vla_edge.bus.base import Bus
 from vla_edge.components.base import Component
 from vla_edge.components.inference.config import InferenceConfig
-from vla_edge.components.inference.frames import LatestFrames
+from vla_edge.components.inference.frames import CameraFrame, LatestFrames
+from vla_edge.components.inference.inputs import InputHistory, Observation
+from vla_edge.components.inference.metrics import InferenceMetrics
 from vla_edge.errors import BusError, ConfigurationError, PolicyError
 from vla_edge.models import default_cache_dir, read_model_ref
 from vla_edge.policies import (
@@ -48,7 +61,23 @@ from vla_edge.policies.demo import UNTRAINED_WARNING
 
 POLL_S = 0.01
 """How often the loop checks for due work; far below any sensible actionDt."""
-LATENCY_WINDOW = 256
+POLICY_PATH_ENV = "VLA_EDGE_POLICY_PATH"
+"""Policy directory used when ``policyPath`` is empty (the inference image sets it to its baked model)."""
+EMPTY_TASK_WARNING = (
+    "the %s policy is language-conditioned but the task instruction is empty: it will act on an empty "
+    "instruction. Set the 'task' configuration key or publish one on " + messages.TOPIC_INSTRUCTION
+)
+
+
+def resolve_policy_path(config: InferenceConfig) -> tuple[Path, str]:
+    """The policy directory to load and where that choice came from (for the log)."""
+    if config.policy_path:
+        return Path(config.policy_path).expanduser(), "policyPath"
+    from_env = os.environ.get(POLICY_PATH_ENV, "").strip()
+    if from_env:
+        return Path(from_env).expanduser(), f"${POLICY_PATH_ENV} (policyPath is empty)"
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    return ensure_demo_policy(cache), "the demo policy (policyPath and $VLA_EDGE_POLICY_PATH are empty)"
 
 
 class InferenceComponent(Component[InferenceConfig]):
@@ -58,7 +87,8 @@ class InferenceComponent(Component[InferenceConfig]):
         """Load the policy (or use ``policy``, already loaded) and subscribe to the inputs.
 
         Raises PolicyError when the policy cannot be loaded or does not fit the configured
-        cameras and joints.
+        cameras and joints; nothing is subscribed or published then. An injected ``policy``
+        keeps the device, dtype and compile settings it was loaded with.
         """
         super().__init__(bus, config)
         self.policy = policy if policy is not None else self._load_policy(config)
@@ -70,29 +100,28 @@ class InferenceComponent(Component[InferenceConfig]):
         self.untrained = is_demo_policy(self.policy.path)
         if self.untrained:
             self.log.warning(UNTRAINED_WARNING, self.policy.path)
-        self._lock = threading.Lock()
         self.frames = LatestFrames(list(config.cameras), Path(config.frame_dir), self.counters)
+        self.inputs = InputHistory(list(config.joint_names), config.task)
+        self.stats = InferenceMetrics()
         self._unexpected_cameras: set[str] = set()
-        self._joint_state: messages.JointState | None = None
-        self._task = config.task
-        self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._observation_age_ms: float | None = None
-        self._joint_state_age_ms: float | None = None
+        self._task_used: str | None = None
         self._next_attempt = 0.0
         self._waiting_for: str | None = None
         self._failing = False
+        if self.policy.needs_language and not config.task:
+            self.log.warning(EMPTY_TASK_WARNING, self.policy.policy_type)
         self.router.subscribe(messages.TOPIC_FRAME_ALL, self._on_frame, expect=messages.FrameReady)
         self.router.subscribe(messages.TOPIC_JOINT_STATE, self._on_joint_state, expect=messages.JointState)
         self.router.subscribe(messages.TOPIC_INSTRUCTION, self._on_instruction, expect=messages.TaskInstruction)
 
     def _load_policy(self, config: InferenceConfig) -> LoadedPolicy:
+        path, source = resolve_policy_path(config)
+        self.log.info("policy: %s from %s", path, source)
         set_torch_threads(config.torch_threads)
-        if config.policy_path:
-            path = Path(config.policy_path).expanduser()
-        else:
-            cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-            path = ensure_demo_policy(cache)
-        return load_policy(path, config.device)
+        return load_policy(
+            path, config.device, dtype=config.dtype, compile=config.compile,
+            cameras=config.cameras, joint_names=config.joint_names,
+        )
 
     # --- inputs (transport thread) ---------------------------------------------------------
 
@@ -114,27 +143,47 @@ class InferenceComponent(Component[InferenceConfig]):
             self.counters.add("joint_state_mismatch")
             self.log.warning("joint state lacks configured joints %s (has %s); ignored", missing, state.names)
             return
-        with self._lock:
-            self._joint_state = state
+        self.inputs.add_joint_state(state)
 
     def _on_instruction(self, instruction: messages.TaskInstruction) -> None:
-        with self._lock:
-            self._task = instruction.text
-        self.log.info("task instruction set to %r", instruction.text)
+        previous = self.inputs.set_task(instruction.text, time.time())
+        self.log.info("task instruction set to %r (was %r); used from the next observation", instruction.text, previous)
+        if self.policy.needs_language and not instruction.text:
+            self.log.warning(EMPTY_TASK_WARNING, self.policy.policy_type)
 
     @property
     def task(self) -> str:
-        with self._lock:
-            return self._task
+        """The newest task instruction."""
+        return self.inputs.task
 
     # --- inference loop -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        self.warm_up(stop)
+        if stop.is_set():
+            return
         self.set_state("RUNNING")
         while not stop.is_set():
             self.step()
             self.publish_health()
             stop.wait(POLL_S)
+
+    def warm_up(self, stop: threading.Event | None = None) -> list[float]:
+        """``warmupInferences`` inferences on synthetic observations; PolicyError if the policy cannot run."""
+        count = self.config.warmup_inferences
+        latencies: list[float] = []
+        for _ in range(count):
+            if stop is not None and stop.is_set():
+                break
+            latencies += self.policy.warm_up(1, self.task)
+        self.stats.warmup_ms = latencies
+        if latencies:
+            self.log.info(
+                "warm-up: %d inference(s) on synthetic observations, first %.1f ms, last %.1f ms "
+                "(device %s, %s%s)", len(latencies), latencies[0], latencies[-1], self.policy.device,
+                self.policy.dtype, ", compiled" if self.policy.compiled else "",
+            )
+        return latencies
 
     def step(self) -> messages.ActionChunk | None:
         """One pass of the loop: infer and publish if a chunk is due and inputs are fresh."""
@@ -144,17 +193,22 @@ class InferenceComponent(Component[InferenceConfig]):
         gathered = self._gather(now)
         if gathered is None:
             return None
-        images, state, t_observation, task = gathered
+        current, history, joint_state_age_s = gathered
+        self._note_task(current)
         dt = self.config.action_dt
         t_start = math.ceil(now / dt) * dt
         started = time.perf_counter()
         try:
-            observation = self.policy.build_observation(images, state, task)
-            actions = self.policy.predict_chunk(observation)
+            observation = self.policy.build_observation(current.images, current.state, current.task)
+            if history:
+                older = [self.policy.build_observation(h.images, h.state, h.task) for h in history]
+                actions = self.policy.predict_chunk(observation, history=older)
+            else:
+                actions = self.policy.predict_chunk(observation)
             chunk = messages.ActionChunk(
                 model=self.model_ref,
                 t_created=time.time(),
-                t_observation=t_observation,
+                t_observation=current.t_observation,
                 t_start=t_start,
                 dt=dt,
                 names=list(self.config.joint_names),
@@ -163,8 +217,9 @@ class InferenceComponent(Component[InferenceConfig]):
         except Exception as exc:  # noqa: BLE001 - any policy failure: hold (no chunk), report, retry later
             self._inference_failed(now, exc)
             return None
-        self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
-        self._observation_age_ms = (now - t_observation) * 1000.0
+        self.stats.inference(
+            (time.perf_counter() - started) * 1000.0, (now - current.t_observation) * 1000.0, joint_state_age_s * 1000.0
+        )
         span = len(chunk.actions) * dt
         self._next_attempt = t_start + span - self.config.refill_fraction * span
         try:
@@ -173,11 +228,19 @@ class InferenceComponent(Component[InferenceConfig]):
             self.counters.add("publish_errors")
             self.log.warning("action chunk not published: %s", exc)
             return None
+        if self.stats.published(chunk, time.time()):
+            self.counters.add("queue_starved")
         if self._failing:
             self.log.info("inference recovered")
         self._failing = False
         self.set_state("RUNNING")
         return chunk
+
+    def _note_task(self, observation: Observation) -> None:
+        if observation.task != self._task_used:
+            if self._task_used is not None:
+                self.log.info("inference now uses task %r (was %r)", observation.task, self._task_used)
+            self._task_used = observation.task
 
     def _inference_failed(self, now: float, exc: Exception) -> None:
         self.counters.add("inference_errors")
@@ -192,14 +255,12 @@ class InferenceComponent(Component[InferenceConfig]):
         steps = self.policy.n_action_steps or 1
         return max(self.config.refill_fraction * steps * self.config.action_dt, self.config.action_dt)
 
-    def _gather(self, now: float) -> tuple[dict[str, np.ndarray], list[float], float, str] | None:
-        """Latest fresh frame per camera, joint positions in configured order, newest capture time, task."""
+    def _gather(self, now: float) -> tuple[Observation, list[Observation], float] | None:
+        """The current observation, its history (oldest first) and the joint state's age; None while inputs lack."""
         limit = self.config.max_observation_age_s
-        with self._lock:
-            joint_state = self._joint_state
-            task = self._task
+        joint_state = self.inputs.latest_joint_state()
         problems: dict[str, str] = {}  # stable key (for "log once") -> description
-        frames = {}
+        frames: dict[str, CameraFrame] = {}
         for camera in self.config.cameras:
             frame = self.frames.read(camera)
             if frame is None:
@@ -222,26 +283,32 @@ class InferenceComponent(Component[InferenceConfig]):
             self.log.info("all inputs present")
             self._waiting_for = None
         assert joint_state is not None
-        self._joint_state_age_ms = (now - joint_state.t) * 1000.0
-        by_name = dict(zip(joint_state.names, joint_state.positions, strict=True))
-        state = [by_name[name] for name in self.config.joint_names]
-        images = {camera: frames[camera].image for camera in self.config.cameras}
-        t_observation = max(frames[camera].t_capture for camera in self.config.cameras)
-        return images, state, t_observation, task
+        t_observation = max(frame.t_capture for frame in frames.values())
+        task = self.inputs.task_at(t_observation)
+        current = Observation(
+            {camera: frames[camera].image for camera in self.config.cameras},
+            self.inputs.positions(joint_state), t_observation, task,
+        )
+        return current, self._history(frames, t_observation, task), now - joint_state.t
+
+    def _history(self, frames: dict[str, CameraFrame], t_observation: float, task: str) -> list[Observation]:
+        """Observations ``k * actionDt`` before the current one, oldest first, for multi-observation policies."""
+        history = []
+        for k in range(self.policy.observation_steps - 1, 0, -1):
+            t = t_observation - k * self.config.action_dt
+            state = self.inputs.joint_state_at(t)
+            if state is None:
+                continue
+            images = {camera: self.frames.read_near(camera, t, frame).image for camera, frame in frames.items()}
+            history.append(Observation(images, self.inputs.positions(state), t, task))
+        return history
 
     # --- health --------------------------------------------------------------------------------
 
     def metrics(self) -> dict[str, float | None]:
-        latencies = list(self._latencies_ms)
-        p50 = p99 = None
-        if latencies:
-            p50, p99 = (float(v) for v in np.percentile(latencies, [50, 99]))
         return {
-            "inference_latency_p50_ms": p50,
-            "inference_latency_p99_ms": p99,
+            **self.stats.as_dict(time.time()),
             "chunks_published": float(self.counters.get("published.action_chunk")),
-            "observation_age_ms": self._observation_age_ms,
-            "joint_state_age_ms": self._joint_state_age_ms,
             "untrained_policy": 1.0 if self.untrained else 0.0,
             **{key: float(value) for key, value in self.frames.reader_counters().items()},
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -14,11 +15,19 @@ SO101_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wr
 
 class InferenceConfig(ConfigModel):
     policy_path: str = ""
-    """LeRobot policy directory; empty means the (untrained) demo policy, created in the cache directory."""
+    """LeRobot policy directory. Empty: ``$VLA_EDGE_POLICY_PATH`` when set (the inference image sets it to
+    the model baked in at /opt/vla-edge/model), else the (untrained) demo policy, created in the cache directory."""
     cache_dir: str = ""
     """Overrides ``$VLA_EDGE_CACHE`` / ``~/.cache/vla-edge`` (where the demo policy is created)."""
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     """Torch device; cuda/mps fall back to cpu (with a warning) when the machine has none."""
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    """Inference precision. float16/bfloat16 run under torch.autocast where the device supports the type
+    (CPU: bfloat16 only; float16 on CPU falls back to float32 with a warning). See vla_edge.policies.speed."""
+    compile: bool = False
+    """torch.compile the policy's per-inference module; a failed compilation falls back to eager (logged)."""
+    warmup_inferences: int = Field(default=1, ge=0, le=100)
+    """Inferences on synthetic observations at start, before reporting RUNNING (their latency is logged)."""
     cameras: list[str] = Field(default_factory=lambda: ["front"], min_length=1, max_length=8)
     """Camera names; camera ``x`` feeds the policy input ``observation.images.x``."""
     frame_dir: str = Field(default="/dev/shm/vla-edge", min_length=1)

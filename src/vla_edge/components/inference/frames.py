@@ -17,7 +17,7 @@ import numpy as np
 from vla_edge import messages
 from vla_edge.cameras.ring import FrameRingReader
 from vla_edge.components.base import Counters
-from vla_edge.errors import VlaEdgeError
+from vla_edge.errors import FrameUnavailable, VlaEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,31 @@ class LatestFrames:
         if frame is None:
             return None
         return CameraFrame(frame.seq, frame.t_capture, frame.image)
+
+    def read_near(self, camera: str, t: float, newer: CameraFrame) -> CameraFrame:
+        """The frame of ``camera`` captured closest to ``t``, walking back in its ring from ``newer``.
+
+        Stops at the first frame captured at or before ``t``, or where the ring no longer holds
+        older frames (then the oldest reached is returned: the best there is).
+        """
+        reader = self._readers.get(camera)
+        best, seq = newer, newer.seq
+        while reader is not None and best.t_capture > t and seq > 1:
+            seq -= 1
+            try:
+                frame = reader.read(seq)
+            except FrameUnavailable:  # overwritten by newer frames, or the ring was recreated
+                break
+            except (VlaEdgeError, OSError, ValueError) as exc:
+                self.counters.add(f"frame_read_errors.{camera}")
+                log.warning("cannot read frame %d of camera %r: %s", seq, camera, exc)
+                break
+            candidate = CameraFrame(frame.seq, frame.t_capture, frame.image)
+            if abs(candidate.t_capture - t) <= abs(best.t_capture - t):
+                best = candidate
+            if candidate.t_capture <= t:
+                break
+        return best
 
     def reader_counters(self) -> dict[str, int]:
         figures: dict[str, int] = {}

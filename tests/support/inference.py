@@ -1,0 +1,110 @@
+"""Driving the inference component in tests: camera rings, joint states, and a component on a bus.
+
+* :class:`Rings` writes frames into real shared-memory rings (as the camera component does)
+  and returns the ``FrameReady`` announcing each.
+* :func:`joints` makes a ``JointState``.
+* :class:`Harness` runs an ``InferenceComponent`` on an in-memory bus and collects what it publishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_edge import messages
+from vla_edge.bus.memory import InMemoryBroker, InMemoryBus
+from vla_edge.cameras.ring import FrameRing
+from vla_edge.components.base import load_config
+from vla_edge.components.inference.component import InferenceComponent
+from vla_edge.components.inference.config import SO101_JOINTS, InferenceConfig
+
+JOINTS = list(SO101_JOINTS)
+
+
+class Rings:
+    """One shared-memory ring per camera in ``directory``; :meth:`close` removes them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._rings: dict[str, FrameRing] = {}
+
+    def frame(
+        self,
+        camera: str = "front",
+        shape: tuple[int, int] = (120, 160),
+        age_s: float = 0.0,
+        seq: int = 1,
+        t_capture: float | None = None,
+        image: np.ndarray | None = None,
+    ) -> messages.FrameReady:
+        """Write an image (random from ``seq`` unless given) into ``camera``'s ring and announce it."""
+        if image is None:
+            image = np.random.default_rng(seq).integers(0, 256, (*shape, 3), dtype=np.uint8)
+        ring = self._rings.get(camera)
+        if ring is None or ring.shape[:2] != shape:
+            if ring is not None:
+                ring.close()
+            ring = self._rings[camera] = FrameRing.create(self.directory, camera, *shape)
+        t_capture = time.time() - age_s if t_capture is None else t_capture
+        written = ring.write(image, t_capture)
+        return messages.FrameReady(
+            camera=camera, seq=written.seq, t_capture=t_capture, height=shape[0], width=shape[1],
+            slot=written.slot, segment=str(ring.path),
+        )
+
+    def close(self) -> None:
+        for ring in self._rings.values():
+            ring.close()
+        self._rings.clear()
+
+
+def joints(
+    names: list[str] | None = None, age_s: float = 0.0, positions: list[float] | None = None, t: float | None = None
+) -> messages.JointState:
+    names = names or JOINTS
+    positions = positions if positions is not None else [float(i) for i in range(len(names))]
+    return messages.JointState(t=time.time() - age_s if t is None else t, names=names, positions=positions)
+
+
+class Harness:
+    """A component on its own bus, a second bus to feed it, and everything it published."""
+
+    def __init__(self, broker: InMemoryBroker, policy: Any, frame_dir: Path, **config: Any) -> None:
+        self.bus: InMemoryBus = broker.bus()
+        self.config = load_config(InferenceConfig, {"frameDir": str(frame_dir), **config})
+        self.component = InferenceComponent(self.bus, self.config, policy=policy)
+        self.feeder = broker.bus()
+        self.chunks: list[messages.ActionChunk] = []
+        self.health: list[messages.ComponentHealth] = []
+        self.feeder.subscribe(messages.TOPIC_ACTION_CHUNK, self._collect)
+        self.feeder.subscribe(messages.TOPIC_HEALTH.format(component="inference"), self._collect)
+
+    def _collect(self, topic: str, payload: Any) -> None:
+        message = messages.decode(topic, payload)
+        if isinstance(message, messages.ActionChunk):
+            self.chunks.append(message)
+        elif isinstance(message, messages.ComponentHealth):
+            self.health.append(message)
+
+    def send(self, *items: messages.Message) -> None:
+        for item in items:
+            self.feeder.publish(*messages.encode(item))
+
+    @contextmanager
+    def running(self) -> Iterator[Harness]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self.component.run, args=(stop,), name="inference-test")
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(30)
+            self.component.close()
+        assert not thread.is_alive()
