@@ -9,6 +9,24 @@ clock skips such ticks, it never makes them up), or the tick's own work (a block
 inference) applied its action after the slot ended. Starved = empty + late.
 Measured ticks start at the slot holding the first applied action (start-up is reported
 as time to first action) and run for ``hz * seconds`` ticks.
+
+Mode (a) is split in two processes, as on a device, where the inference component and
+the actuator are separate Greengrass components: the mode process holds the inference
+side (the ``InferenceComponent`` on its thread, the frame relay, an ``InMemoryBroker``),
+and :func:`run_control`, spawned from it, holds the actuator's side (the :func:`drive`
+clock, the ``ActionSchedule``, publishing JointState). Sharing one process would let the
+inference thread hold the GIL when a control tick is due (wake-ups delayed by up to
+~60 ms), which no device sees. The two exchange the JSON payload dicts of
+``vla_edge.messages.encode`` over ``multiprocessing`` pipes, as IPC would carry them:
+ActionChunks inference -> control (decoded and merged into the schedule by a receiver
+thread, like the actuator's IPC callback), JointStates control -> inference (published on
+the in-memory bus by a receiver thread, as the IPC subscription would deliver them). Mode
+(b) stays one process: LeRobot's design runs control and inference in one loop.
+
+Peak RSS is each process's own high-water mark (``VmHWM``). ``ru_maxrss`` is reported
+beside it but over-reads for a spawned process: Linux carries the spawning parent's
+high-water mark into the child's ``ru_maxrss`` at exec, so it is at least the size of the
+process that spawned it.
 """
 
 from __future__ import annotations
@@ -110,8 +128,25 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _ru_maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak resident set (``VmHWM``), MB; ``ru_maxrss`` where there is no /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return _ru_maxrss_mb()
+
+
 def run_mode(mode: str, policy_dir: str, args: dict[str, Any], results: Any) -> None:
-    """Entry point of a mode process: camera, policy, control loop; puts the figures on ``results``."""
+    """Entry point of a mode process: camera, policy, control loop (for (a), in a process of its own); puts
+    the figures on ``results``."""
     import contextlib
     import os
     import sys
@@ -135,7 +170,8 @@ def run_mode(mode: str, policy_dir: str, args: dict[str, Any], results: Any) -> 
         with contextlib.redirect_stdout(sys.stderr):  # LeRobot's from_pretrained prints; stdout is the report's
             figures = (run_async if mode == "async" else run_sync)(policy_dir, args, ring_path, ours)
         figures["loadavg_1min"] = [load_before, os.getloadavg()[0]]
-        figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+        figures["peak_rss_mb"] = _peak_rss_mb()  # (a): the inference process; its control process's are beside
+        figures["ru_maxrss_mb"] = _ru_maxrss_mb()
         results.put(figures)
     finally:
         stop_camera.set()
@@ -168,10 +204,34 @@ def _inferences(spans: list[tuple[float, float]], window: tuple[float, float]) -
 
 
 def run_async(policy_dir: str, args: dict[str, Any], ring_path: str, frames: Any) -> dict[str, Any]:
-    """(a) the real InferenceComponent on its thread; its chunks go into the actuator's ActionSchedule."""
+    """(a) the real InferenceComponent on its thread; its chunks go to the control process (:func:`run_control`)."""
+    # The actuator's side, spawned before the policy is loaded (it needs none of it). Pipes, one way each:
+    # chunks inference -> control, joint states control -> inference; `link` for ready / go / figures.
+    link, control_link = SPAWN.Pipe()
+    chunks_in, chunks_out = SPAWN.Pipe(duplex=False)
+    states_in, states_out = SPAWN.Pipe(duplex=False)
+    control = SPAWN.Process(target=run_control, args=(args, control_link, chunks_in, states_out), name="control",
+                            daemon=True)
+    control.start()
+    control_link.close()
+    chunks_in.close()
+    states_out.close()
+    try:
+        if not link.poll(60) or link.recv() != "ready":
+            raise RuntimeError(f"the control process did not start (exit code {control.exitcode})")
+        return _run_inference_side(policy_dir, args, ring_path, frames, control, link, chunks_out, states_in)
+    finally:
+        for conn in (link, chunks_out, states_in):
+            conn.close()
+        control.join(10)
+        if control.is_alive():
+            control.kill()
+
+
+def _run_inference_side(policy_dir: str, args: dict[str, Any], ring_path: str, frames: Any, control: Any,
+                        link: Any, chunks_out: Any, states_in: Any) -> dict[str, Any]:
     from vla_edge import messages
     from vla_edge.bus.memory import InMemoryBroker
-    from vla_edge.components.actuator.schedule import ActionSchedule
     from vla_edge.components.base import load_config
     from vla_edge.components.inference.component import InferenceComponent
     from vla_edge.components.inference.config import InferenceConfig
@@ -197,17 +257,16 @@ def run_async(policy_dir: str, args: dict[str, Any], ring_path: str, frames: Any
     broker = InMemoryBroker()
     component = InferenceComponent(broker.bus(), config, policy=policy)
     bench = broker.bus()
-    schedule = ActionSchedule(JOINTS)
-    chunks: list[tuple[float, float]] = []  # (wall time it arrived, wall time its last action is for)
+    stop = threading.Event()
+    sent = 0
 
-    def on_chunk(topic: str, payload: Any) -> None:
-        chunk = messages.decode(topic, payload)
-        assert isinstance(chunk, messages.ActionChunk)
-        chunks.append((time.time(), chunk.t_start + (len(chunk.actions) - 1) * chunk.dt))
-        schedule.add(chunk)
+    def on_chunk(topic: str, payload: Any) -> None:  # to the actuator, as IPC would carry it: the JSON dict
+        nonlocal sent
+        if not stop.is_set():
+            chunks_out.send((topic, payload))
+            sent += 1
 
     bench.subscribe(messages.TOPIC_ACTION_CHUNK, on_chunk)
-    stop = threading.Event()
 
     def relay() -> None:  # the camera's FrameReady announcements onto the bus, as the camera component does
         while not stop.is_set():
@@ -217,8 +276,88 @@ def run_async(policy_dir: str, args: dict[str, Any], ring_path: str, frames: Any
                     camera=CAMERA, seq=seq, t_capture=t_capture, height=args["height"], width=args["width"],
                     slot=slot, segment=ring_path)))
 
-    positions = [0.0] * len(JOINTS)
+    def joint_states() -> None:  # the actuator's JointState onto the bus, as the IPC subscription delivers it
+        while not stop.is_set():
+            try:
+                if not states_in.poll(0.1):
+                    continue
+                topic, payload = states_in.recv()
+            except (EOFError, OSError):  # the control process has gone
+                return
+            bench.publish(topic, payload)
+            broker.published.clear()  # the broker keeps every message for tests; not wanted for an hour of ticks
 
+    threads = [threading.Thread(target=relay, name="relay", daemon=True),
+               threading.Thread(target=joint_states, name="joint-states", daemon=True),
+               threading.Thread(target=component.run, args=(stop,), name="inference", daemon=True)]
+    for thread in threads:
+        thread.start()
+    cpu, wall = _cpu_s(), time.monotonic()
+    link.send({"action_dt": config.action_dt})  # go: the control clock starts now, as drive() did here before
+    try:
+        deadline = time.monotonic() + STARTUP_LIMIT_S + args["seconds"] + 60
+        while not link.poll(1.0):
+            if not control.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the control process gave no figures (exit code {control.exitcode})")
+        control_figures = link.recv()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    cpu_pct = 100 * (_cpu_s() - cpu) / (time.monotonic() - wall)
+    component.close()
+    if "error" in control_figures:
+        raise RuntimeError(f"control process: {control_figures['error']}")
+    metrics = component.metrics()
+    window = control_figures["window"]
+    return {**control_figures, "inference_s": _inferences(spans, window), "cpu_pct": cpu_pct,
+            "model_s": _inferences(model_spans, window), "chunks_sent": sent,
+            "chunk_len": policy.n_action_steps, "refill_fraction": config.refill_fraction,
+            "component_latency_ms": [metrics.get("inference_latency_p50_ms"), metrics.get("inference_latency_p99_ms")],
+            "component_queue_depth_min_s": metrics.get("queue_depth_min_s"),
+            "inference_errors": component.counters.get("inference_errors")}
+
+
+def run_control(args: dict[str, Any], link: Any, chunks_in: Any, states_out: Any) -> None:
+    """(a)'s control process, the actuator's side: the control clock over an ActionSchedule fed with chunks.
+
+    Sends "ready" on ``link``, waits for go (``{"action_dt": ...}``), runs :func:`drive`, and sends its
+    figures back on ``link`` (``{"error": ...}`` when it failed).
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vla_edge import messages
+    from vla_edge.components.actuator.safety import UnsafeAction
+    from vla_edge.components.actuator.schedule import ActionSchedule
+    from vla_edge.errors import MessageError
+
+    period = 1.0 / args["hz"]
+    schedule = ActionSchedule(JOINTS)
+    chunks: list[tuple[float, float]] = []  # (wall time it arrived, wall time its last action is for)
+    dropped: dict[str, int] = {}  # chunks not queued, by reason (stale, far_future, or a decoding error)
+    stop = threading.Event()
+
+    def receive() -> None:  # the actuator's IPC callback: decode, then merge into the schedule
+        while not stop.is_set():
+            try:
+                if not chunks_in.poll(0.1):
+                    continue
+                topic, payload = chunks_in.recv()
+            except (EOFError, OSError):  # the inference process has gone
+                return
+            try:
+                chunk = messages.decode(topic, payload, messages.ActionChunk)
+                assert isinstance(chunk, messages.ActionChunk)
+                arrived = time.time()
+                outcome = schedule.submit(chunk, arrived).outcome  # what schedule.add(chunk, now) does
+            except (MessageError, UnsafeAction) as exc:
+                log.warning("control process: chunk refused: %s", exc)
+                dropped[type(exc).__name__] = dropped.get(type(exc).__name__, 0) + 1
+                continue
+            chunks.append((arrived, chunk.t_start + (len(chunk.actions) - 1) * chunk.dt))
+            if outcome != "queued":
+                dropped[outcome] = dropped.get(outcome, 0) + 1
+
+    positions = [0.0] * len(JOINTS)
     empty_with_plan: set[int] = set()  # empty ticks while later actions were queued
     superseded: dict[int, int] = {}  # tick -> due actions it passed over for a newer due one
     stale: dict[int, int] = {}  # tick -> actions dropped as more than one tick old
@@ -233,44 +372,43 @@ def run_async(policy_dir: str, args: dict[str, Any], ring_path: str, frames: Any
             superseded[k] = due.skipped
         elif len(schedule):
             empty_with_plan.add(k)
-        bench.publish(*messages.encode(messages.JointState(t=time.time(), names=JOINTS, positions=positions)))
-        broker.published.clear()  # the broker keeps every message for tests; not wanted for an hour of ticks
+        states_out.send(messages.encode(messages.JointState(t=time.time(), names=JOINTS, positions=positions)))
         return acted
 
-    threads = [threading.Thread(target=relay, name="relay", daemon=True),
-               threading.Thread(target=component.run, args=(stop,), name="inference", daemon=True)]
-    for thread in threads:
-        thread.start()
+    link.send("ready")
+    try:
+        go = link.recv()
+    except EOFError:  # the inference side failed before starting the clock
+        return
+    receiver = threading.Thread(target=receive, name="chunks", daemon=True)
+    receiver.start()
     cpu, wall = _cpu_s(), time.monotonic()
     try:
         clock = drive(args["hz"], args["seconds"], tick)
+    except Exception as exc:  # noqa: BLE001 - reported by the inference side
+        link.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(30)
     cpu_pct = 100 * (_cpu_s() - cpu) / (time.monotonic() - wall)
-    component.close()
+    receiver.join(5)
     start_wall = time.time() - (time.monotonic() - clock["window"][0])
     margins = [prev_end - arrived for (_, prev_end), (arrived, _) in itertools.pairwise(chunks)
                if arrived >= start_wall]
     # Actions are due at wall-clock multiples of actionDt (the component rounds tStart up); ticks run at
     # t0 + k/hz. A tick woken later than `lead` after its slot start takes the next slot's action too
     # (pop_due returns the newest due action and removes all due ones), so the following tick finds none.
-    lead = (-start_wall) % period if abs(period - config.action_dt) < 1e-9 else float("nan")
+    lead = (-start_wall) % period if abs(period - go["action_dt"]) < 1e-9 else float("nan")
     window = clock["lateness_s"]
-    metrics = component.metrics()
-    return {**clock, "inference_s": _inferences(spans, clock["window"]), "cpu_pct": cpu_pct,
-            "model_s": _inferences(model_spans, clock["window"]), "chunks": len(chunks),
-            "chunk_len": policy.n_action_steps, "refill_fraction": config.refill_fraction,
-            "min_plan_left_s": min(margins) if margins else float("nan"),
-            "empty_with_plan": len(empty_with_plan & window.keys()),
-            "superseded": sum(n for k, n in superseded.items() if k in window),
-            "stale": sum(n for k, n in stale.items() if k in window),
-            "tick_to_next_action_ms": lead * 1e3,
-            "ticks_woken_past_next_action": sum(1 for late in window.values() if late > lead),
-            "component_latency_ms": [metrics.get("inference_latency_p50_ms"), metrics.get("inference_latency_p99_ms")],
-            "component_queue_depth_min_s": metrics.get("queue_depth_min_s"),
-            "inference_errors": component.counters.get("inference_errors")}
+    link.send({**clock, "chunks": len(chunks), "chunks_dropped": dropped,
+               "min_plan_left_s": min(margins) if margins else float("nan"),
+               "empty_with_plan": len(empty_with_plan & window.keys()),
+               "superseded": sum(n for k, n in superseded.items() if k in window),
+               "stale": sum(n for k, n in stale.items() if k in window),
+               "tick_to_next_action_ms": lead * 1e3,
+               "ticks_woken_past_next_action": sum(1 for late in window.values() if late > lead),
+               "control_cpu_pct": cpu_pct, "control_peak_rss_mb": _peak_rss_mb(),
+               "control_ru_maxrss_mb": _ru_maxrss_mb()})
 
 
 def run_sync(policy_dir: str, args: dict[str, Any], ring_path: str, _frames: Any) -> dict[str, Any]:

@@ -11,20 +11,27 @@ count and the latency of one inference (preprocessor -> ``predict_action_chunk``
 postprocessor, median of 3 after one warm-up, in this process) are reported.
 
 Each mode then runs in its own spawned process, one after the other, with the same
-torch thread count (``--threads``), so the peak RSS (``ru_maxrss``) is that mode's alone.
-In each, a camera process writes synthetic WxH frames into a shared-memory ring at
-``--hz`` frames/s, and a control clock ticks at ``--hz`` (``benchmarks/_scheduling_modes.py``
-defines served, empty and late ticks: a tick is starved when no action is applied in its
-1/hz slot):
+torch thread count (``--threads``), so the peak RSS is that mode's alone (each process's
+own high-water mark, ``VmHWM``; ``ru_maxrss`` is printed beside it but includes the
+spawning parent's size, see ``benchmarks/_scheduling_modes.py``). In each, a camera process writes
+synthetic WxH frames into a shared-memory ring at ``--hz`` frames/s, and a control clock
+ticks at ``--hz`` (``benchmarks/_scheduling_modes.py`` defines served, empty and late
+ticks: a tick is starved when no action is applied in its 1/hz slot):
 
-* (a) async: ``vla_edge.policies.load_policy`` and the real ``InferenceComponent`` running
-  ``run(stop)`` on its thread, on an ``InMemoryBroker`` bus: FrameReady per camera frame,
-  a JointState per tick. Every ActionChunk it publishes goes into the actuator's
-  ``ActionSchedule``; each tick applies ``pop_due(now, 1/hz)``, or is empty. Inference
-  latency: time around ``LoadedPolicy.predict_chunk``, which the component calls. The
-  component's start-up warm-up (``warmupInferences``) counts in its time to first action.
-  Unlike a device, where the actuator is its own process, the control loop shares this
-  process (and the GIL) with the inference thread.
+* (a) async, two processes as on a device, where the actuator is its own Greengrass
+  component: the mode process runs ``vla_edge.policies.load_policy`` and the real
+  ``InferenceComponent`` with ``run(stop)`` on its thread, on an ``InMemoryBroker`` bus
+  (FrameReady per camera frame, a JointState per tick); a control process it spawns runs
+  the clock and the actuator's ``ActionSchedule``. Every ActionChunk the component
+  publishes goes, as the JSON payload of ``messages.encode``, through a pipe to the
+  control process, where a receiver thread decodes it and merges it into the schedule
+  (``submit(chunk, time.time())``, as the actuator does); each tick applies
+  ``pop_due(now, 1/hz)``, or is empty, and sends a JointState back, which the mode
+  process publishes on its bus. Were the clock in the inference process, the inference
+  thread (and the GIL) would delay its wake-ups by tens of ms, which a device does not
+  see. Inference latency: time around ``LoadedPolicy.predict_chunk``, which the component
+  calls. The component's start-up warm-up (``warmupInferences``) counts in its time to
+  first action. Peak RSS and CPU are given for each of the two processes.
 * both: ``set_torch_threads(--threads)`` in the mode process (the component applies
   ``torchThreads`` only to a policy it loads itself; here it is given one).
 * (b) sync: LeRobot's loop (``lerobot.utils.control_utils.predict_action``): each tick
@@ -32,7 +39,8 @@ defines served, empty and late ticks: a tick is starved when no action is applie
   preprocessor, then ``policy.select_action`` (which runs a whole inference when its
   action queue is empty, blocking the loop) and the postprocessor. Ticks whose slots pass
   meanwhile are missed, not made up for. Inference latency: the ``select_action`` calls
-  that ran ``predict_action_chunk``.
+  that ran ``predict_action_chunk``. One process, as LeRobot runs it: control and inference
+  share one loop.
 
 Counts cover ``--seconds`` of ticks from the first applied action; start-up is reported
 as time to first action, and the start-up inference is left out of the latency figures.
@@ -173,22 +181,32 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     header = (f"{'mode':<24} {'ticks':>6} {'starved':>8} {'starved%':>9} {'empty':>6} {'late':>5} {'gap max ms':>11} "
-              f"{'actions':>8} {'infer p50':>10} {'infer p99':>10} {'n':>4} {'RSS MB':>7} {'1st act s':>10} "
-              f"{'CPU':>5}")
+              f"{'actions':>8} {'infer p50':>10} {'infer p99':>10} {'n':>4} {'RSS MB':>9} {'1st act s':>10} "
+              f"{'CPU %':>8}")
     lines += [header, "-" * len(header)]
     for key, name in MODES:
         r = results[key]
+        rss, cpu = f"{r['peak_rss_mb']:.0f}", f"{r['cpu_pct']:.0f}"
+        if "control_peak_rss_mb" in r:  # (a): inference process + control process
+            rss += f"+{r['control_peak_rss_mb']:.0f}"
+            cpu += f"+{r['control_cpu_pct']:.0f}"
         lines.append(f"{name:<24} {r['ticks']:>6} {r['starved']:>8} {r['starved_pct']:>8.2f}% {r['empty']:>6} "
                      f"{r['late']:>5} {r['longest_gap_ms']:>11.1f} {r['actions']:>8} "
                      f"{r['inference_ms']['p50']:>10.1f} {r['inference_ms']['p99']:>10.1f} "
-                     f"{r['inference_ms']['count']:>4} {r['peak_rss_mb']:>7.0f} {r['first_action_s']:>10.2f} "
-                     f"{r['cpu_pct']:>4.0f}%")
+                     f"{r['inference_ms']['count']:>4} {rss:>9} {r['first_action_s']:>10.2f} {cpu:>8}")
     a, b = results["async"], results["sync"]
     lines += [
         "",
         (f"longest gap sync/async: x{results['ratio']['longest_gap']:.1f}; starved ticks sync {b['starved']} vs "
          f"async {a['starved']}; inference p50 sync/async x{results['ratio']['inference_p50']:.2f}; "
-         f"peak RSS sync/async x{results['ratio']['peak_rss']:.2f}"),
+         f"peak RSS sync/async x{results['ratio']['peak_rss']:.2f} (async inference process alone; "
+         f"x{results['ratio']['peak_rss_with_control']:.2f} against the sum of both async processes)"),
+        (f"(a) RSS and CPU are inference process + control process: inference (InferenceComponent thread, frame "
+         f"relay, in-memory bus) peak RSS {a['peak_rss_mb']:.0f} MB, CPU {a['cpu_pct']:.0f}%; control (clock, "
+         f"ActionSchedule, JointState) peak RSS {a['control_peak_rss_mb']:.0f} MB, CPU {a['control_cpu_pct']:.0f}%; "
+         f"(b) is one process. Peak RSS = VmHWM; ru_maxrss, which includes the spawning parent's size: "
+         f"async inference {a['ru_maxrss_mb']:.0f}, control {a['control_ru_maxrss_mb']:.0f}, "
+         f"sync {b['ru_maxrss_mb']:.0f} MB"),
         (f"model alone (predict_action_chunk) p50/p99: async {a['model_ms']['p50']:.1f}/{a['model_ms']['p99']:.1f} "
          f"ms, sync {b['model_ms']['p50']:.1f}/{b['model_ms']['p99']:.1f} ms (infer columns: async = "
          "LoadedPolicy.predict_chunk incl. pre/post-processing, sync = the select_action calls that inferred)"),
@@ -196,7 +214,8 @@ def render(results: dict[str, Any]) -> str:
          f"left when a new chunk arrived {a['min_plan_left_s']:.2f} s (component's queue_depth_min_s "
          f"{_num(a['component_queue_depth_min_s'], 2)}); component's own latency p50/p99 "
          f"{_num(a['component_latency_ms'][0])}/{_num(a['component_latency_ms'][1])} ms (incl. the first real "
-         f"inference); inference errors {a['inference_errors']}"),
+         f"inference); inference errors {a['inference_errors']}; chunks not queued by the control process "
+         f"{sum(a['chunks_dropped'].values())}{' ' + str(a['chunks_dropped']) if a['chunks_dropped'] else ''}"),
         (f"(a) empty ticks {a['empty']}, {a['empty_with_plan']} of them with later actions queued; ticks are "
          f"nominally {a['tick_to_next_action_ms']:.1f} ms before the next action time, and "
          f"{a['ticks_woken_past_next_action']} woke later than that (each takes the next slot's action early, "
@@ -204,9 +223,10 @@ def render(results: dict[str, Any]) -> str:
          "each new chunk's first actions, whose time passed while it was computed)"),
         ("control tick wake-up lateness p50/p99/max: " + ", ".join(
             f"{k} {r['tick_wake_late_ms']['p50']:.1f}/{r['tick_wake_late_ms']['p99']:.1f}/"
-            f"{r['tick_wake_late_ms']['max']:.1f} ms" for k, r in (("async", a), ("sync", b)))),
+            f"{r['tick_wake_late_ms']['max']:.1f} ms" for k, r in (("async (control process)", a), ("sync", b)))),
         (f"load average (1 min) before/after: async {a['loadavg_1min'][0]:.2f}/{a['loadavg_1min'][1]:.2f}, "
-         f"sync {b['loadavg_1min'][0]:.2f}/{b['loadavg_1min'][1]:.2f}; CPU = the mode process, 100% = one core"),
+         f"sync {b['loadavg_1min'][0]:.2f}/{b['loadavg_1min'][1]:.2f}; CPU per process (camera process not "
+         "counted), 100% = one core"),
         f"target: no starved tick for (a): {'met' if results['target_met'] else 'NOT MET'}",
     ]
     return "\n".join(lines)
@@ -243,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     a, b = results["async"], results["sync"]
     results["ratio"] = {"longest_gap": b["longest_gap_ms"] / a["longest_gap_ms"],
                         "inference_p50": b["inference_ms"]["p50"] / a["inference_ms"]["p50"],
-                        "peak_rss": b["peak_rss_mb"] / a["peak_rss_mb"]}
+                        "peak_rss": b["peak_rss_mb"] / a["peak_rss_mb"],
+                        "peak_rss_with_control": b["peak_rss_mb"] / (a["peak_rss_mb"] + a["control_peak_rss_mb"])}
     results["target_met"] = a["starved"] == 0
     print(json.dumps(results, indent=2) if args.json else render(results))
     return 0
