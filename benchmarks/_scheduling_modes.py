@@ -74,8 +74,10 @@ def camera_source(directory: str, height: int, width: int, fps: float, conn: Any
     ring.close()
 
 
-def drive(hz: float, seconds: float, work: Callable[[int], float | None]) -> dict[str, Any]:
-    """Run ``work(tick)`` on the actuator's control clock; ``work`` returns the monotonic time it applied an action, or None."""
+def drive(hz: float, seconds: float, work: Callable[[int, float], float | None]) -> dict[str, Any]:
+    """Run ``work(tick, slot)`` on the actuator's control clock (``slot``: the wall-clock time the tick
+    was planned for, whose action it executes, as the actuator does); ``work`` returns the monotonic
+    time it applied an action, or None."""
     period = 1.0 / hz
     outcome: dict[int, str] = {}
     applied: list[float] = []
@@ -86,7 +88,8 @@ def drive(hz: float, seconds: float, work: Callable[[int], float | None]) -> dic
     # each point (the grid the inference component puts actions on).
     phase = ActuatorConfig().tick_phase_s
     wall, mono = time.time(), time.monotonic()
-    t0 = mono + (next_tick_time(wall, period, phase) - wall)
+    slot0 = next_tick_time(wall, period, phase)
+    t0 = mono + (slot0 - wall)
     k = 0
     while end_tick is None or k < end_tick:
         slot_start = t0 + k * period
@@ -99,7 +102,7 @@ def drive(hz: float, seconds: float, work: Callable[[int], float | None]) -> dic
             k = current
             continue
         lateness[k] = time.monotonic() - slot_start
-        acted = work(k)
+        acted = work(k, slot0 + k * period)
         if acted is None:
             outcome[k] = "empty"
         else:
@@ -362,9 +365,9 @@ def run_control(args: dict[str, Any], link: Any, chunks_in: Any, states_out: Any
     superseded: dict[int, int] = {}  # tick -> due actions it passed over for a newer due one
     stale: dict[int, int] = {}  # tick -> actions dropped as more than one tick old
 
-    def tick(k: int) -> float | None:
+    def tick(k: int, slot: float) -> float | None:
         nonlocal positions
-        due = schedule.pop_due(time.time(), period)
+        due = schedule.pop_due(min(slot, time.time()), period)
         stale[k] = due.stale
         acted = None
         if due.action is not None:
@@ -395,9 +398,9 @@ def run_control(args: dict[str, Any], link: Any, chunks_in: Any, states_out: Any
     start_wall = time.time() - (time.monotonic() - clock["window"][0])
     margins = [prev_end - arrived for (_, prev_end), (arrived, _) in itertools.pairwise(chunks)
                if arrived >= start_wall]
-    # Actions are due at wall-clock multiples of actionDt (the component rounds tStart up); ticks run at
-    # t0 + k/hz. A tick woken later than `lead` after its slot start takes the next slot's action too
-    # (pop_due returns the newest due action and removes all due ones), so the following tick finds none.
+    # Actions are due at wall-clock multiples of actionDt (the component rounds tStart up); ticks run
+    # tickPhaseS after them and ask for their planned slot's action, so a tick woken later than `lead`
+    # still executes its own action (these wake-ups are counted below, for comparison with earlier runs).
     lead = (-start_wall) % period if abs(period - go["action_dt"]) < 1e-9 else float("nan")
     window = clock["lateness_s"]
     link.send({**clock, "chunks": len(chunks), "chunks_dropped": dropped,
@@ -431,7 +434,7 @@ def run_sync(policy_dir: str, args: dict[str, Any], ring_path: str, _frames: Any
     spans: list[tuple[float, float]] = []
     state = np.zeros(len(JOINTS), dtype=np.float32)
 
-    def tick(_k: int) -> float | None:
+    def tick(_k: int, _slot: float) -> float | None:
         frame = reader.latest()
         if frame is None:  # the camera has not written its first frame yet
             return None

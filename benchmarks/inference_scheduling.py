@@ -218,8 +218,7 @@ def render(results: dict[str, Any]) -> str:
          f"{sum(a['chunks_dropped'].values())}{' ' + str(a['chunks_dropped']) if a['chunks_dropped'] else ''}"),
         (f"(a) empty ticks {a['empty']}, {a['empty_with_plan']} of them with later actions queued; ticks are "
          f"nominally {a['tick_to_next_action_ms']:.1f} ms before the next action time, and "
-         f"{a['ticks_woken_past_next_action']} woke later than that (each takes the next slot's action early, "
-         f"leaving the next tick empty); due actions superseded {a['superseded']}; dropped as over a tick old {a['stale']} (these include "
+         f"{a['ticks_woken_past_next_action']} woke later than that (each still executes its own slot's action); due actions superseded {a['superseded']}; dropped as over a tick old {a['stale']} (these include "
          "each new chunk's first actions, whose time passed while it was computed)"),
         ("control tick wake-up lateness p50/p99/max: " + ", ".join(
             f"{k} {r['tick_wake_late_ms']['p50']:.1f}/{r['tick_wake_late_ms']['p99']:.1f}/"

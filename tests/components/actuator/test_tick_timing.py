@@ -46,3 +46,21 @@ def test_ticks_on_the_grid_take_each_action_once_despite_late_wakeups(start: flo
         assert due.action is not None, f"empty tick at {now - t_start:.4f} s"
         taken.append(due.action.values[0])
     assert taken == [float(i) for i in range(60)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lateness=st.lists(st.floats(min_value=0.0, max_value=DT * 0.99), min_size=30, max_size=30))
+def test_a_tick_asking_for_its_planned_slot_executes_its_own_action_however_late_it_woke(lateness: list[float]) -> None:
+    start = 1_763_785_000.0
+    t_start = math.ceil(start / DT) * DT
+    schedule = ActionSchedule(NAMES)
+    schedule.add(messages.ActionChunk(model=MODEL, t_created=start, t_observation=start, t_start=t_start, dt=DT,
+                                      names=NAMES, actions=[[float(i), 0.0] for i in range(30)]))
+    planned = t_start + PHASE
+    taken = []
+    for late in lateness:  # woke `late` after the planned time, as the actuator's loop may
+        due = schedule.pop_due(min(planned, planned + late), 0.05)
+        assert due.action is not None
+        taken.append(due.action.values[0])
+        planned += DT
+    assert taken == [float(i) for i in range(30)]

@@ -14,14 +14,15 @@ Chunks and time
     a warning (``chunks_dropped.far_future``: a clock problem). An action more than
     ``maxActionLagS`` late at its tick is dropped (``actions_dropped.stale``). Health
     reports ``queue_ahead_s`` (seconds of plan left at the last tick, and its minimum
-    since the previous report) and counts ``starved_ticks``: ticks with torque on and no
-    action due, within a second of the last executed action.
+    since the previous report) and counts ``starved_ticks``: ticks with torque on, no
+    action due and nothing planned, within a second of the last executed action.
 
 Tick timing
     Ticks run on the wall-clock grid of ``1/controlHz``, ``tickPhaseS`` after each grid
     point. The inference component puts a chunk's actions on the same grid (``t_start`` is
-    a multiple of ``actionDt``), so with ``controlHz = 1/actionDt`` each tick finds exactly
-    one action due and may wake up to a tick late without taking its successor's action.
+    a multiple of ``actionDt``), so with ``controlHz = 1/actionDt`` each tick has exactly one
+    action. A tick asks for the action of the slot it was planned for, not of the moment it
+    woke: one that wakes late still executes its own action and leaves the next to the next.
 
 Torque rules
     Connecting holds the arm where it is (goal = present position, torque on). With no
@@ -179,12 +180,13 @@ class ActuatorComponent(Component[ActuatorConfig]):
                     self._wake.clear()  # an e-stop: act now, then fall back onto the grid
                 elif time.time() - planned > period - phase:
                     self.counters.add("tick_overruns")  # woke so late that the next grid point passed
-                self._tick()
+                self._tick(min(planned, time.time()))
                 self._publish_health()
         finally:
             self._shutdown()
 
-    def _tick(self) -> None:
+    def _tick(self, slot: float | None = None) -> None:
+        """One control tick; ``slot`` is the wall-clock time it was planned for (its action's time)."""
         started = time.monotonic()
         self._tick_starts.append(started)
         if not self.servos.is_connected:
@@ -197,7 +199,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self._bus_error(exc)
                 return
         try:
-            self._control(started)
+            self._control(started, time.time() if slot is None else slot)
         except ServoBusError as exc:
             self._bus_error(exc)
         else:
@@ -215,7 +217,12 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._resync = False
         self.log.info("servo bus ready on %s", self.config.serial_port)
 
-    def _control(self, now: float) -> None:
+    def _control(self, now: float, slot: float) -> None:
+        """``now`` is monotonic (watchdog); ``slot`` the wall-clock time whose action this tick executes.
+
+        Asking for the slot's action rather than the wake-up time's means a tick that wakes late
+        still executes its own action and leaves the next one to the next tick.
+        """
         latency_ms = None
         applied: ScheduledAction | None = None
         if self._estop.is_set():
@@ -226,7 +233,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self._set_torque(False)
             self._holding = True
         else:
-            due = self.schedule.pop_due(time.time(), self.config.max_action_lag_s)
+            due = self.schedule.pop_due(slot, self.config.max_action_lag_s)
             self._ahead_s = due.ahead_s
             self._ahead_s_min = due.ahead_s if self._ahead_s_min is None else min(self._ahead_s_min, due.ahead_s)
             if due.stale:
@@ -245,21 +252,18 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._publish_state(latency_ms, applied)
 
     def _check_starved(self, now: float, ahead_s: float) -> None:
-        """Count a tick that had no action while the arm was being driven.
+        """Count a tick where the plan ran dry while the arm was being driven.
 
-        Either the plan ran dry (``ahead_s`` is 0: chunks arrive too late) or the tick missed its
-        slot although later actions are queued (the tick woke more than a tick late).
+        A tick with no action while later actions are queued is normal when ``controlHz`` is
+        faster than the policy's action rate (the goal simply stays), so it does not count.
         """
         recent = self._last_applied is not None and now - self._last_applied <= STARVED_WINDOW_S
-        if not (self._torque is True and recent):
+        if not (self._torque is True and ahead_s <= 0.0 and recent):
             return
         self.counters.add("starved_ticks")
         if not self._starving:
             self._starving = True
-            if ahead_s <= 0.0:
-                self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
-            else:
-                self.log.info("a control tick found no action although %.2f s are planned (tick woke late?)", ahead_s)
+            self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
 
     def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
         """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""
