@@ -1,7 +1,13 @@
 """Configuration of the actuator component (recipe ``DefaultConfiguration`` keys, camelCase).
 
-Joint positions are in degrees. Until calibration lands, a joint's angle is its raw
-encoder reading with 2048 ticks = 0° and 4096 ticks per turn (:mod:`.units`).
+Joint units (:mod:`.units`): with ``calibrationFile`` empty (the default) a joint position is
+in degrees of its raw encoder reading, 2048 ticks = 0° and 4096 ticks per turn. With a LeRobot
+calibration file, positions are in LeRobot's units for the same arm (:mod:`.calibration`):
+``normMode`` ``degrees`` (0° at the middle of the calibrated range, LeRobot's ``use_degrees``)
+or ``range_m100_100``, and the joint named ``gripper`` always ``range_0_100`` (as LeRobot's
+SO-101). The joint limits ``minDeg``/``maxDeg`` and ``maxStepDeg`` are in these configured
+units despite their names: with ``range_m100_100`` they are percentages of the calibrated
+range (-100..100; the gripper's 0..100).
 
 How overlapping chunks combine (``chunkMerge``, ``mergeDecay``, ``mergeMaxChunks``,
 ``crossfadeS``) is defined in :mod:`.merge`; when actions and chunks are too old or too
@@ -10,16 +16,28 @@ far ahead (``maxActionLagS``, ``maxLeadS``) in :mod:`.schedule`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
+from vla_edge.components.actuator.calibration import MotorCalibration, load_calibration
 from vla_edge.components.actuator.merge import MergeName
 from vla_edge.components.base import ConfigModel
+from vla_edge.errors import ConfigurationError
 
 SUPPORTED_BAUDRATES = (1_000_000, 500_000, 250_000, 128_000, 115_200, 57_600, 38_400, 19_200)
 
 
+BodyNormMode = Literal["degrees", "range_m100_100"]
+
+
 class JointConfig(ConfigModel):
-    """One joint: its name in action chunks, its servo id on the bus and its allowed range."""
+    """One joint: its name in action chunks, its servo id on the bus and its allowed range.
+
+    ``minDeg``/``maxDeg`` are in the configured joint units (degrees unless ``normMode`` is
+    ``range_m100_100`` with a calibration file; the gripper's are 0..100 with a calibration file).
+    """
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     id: int = Field(ge=0, le=252)
@@ -82,6 +100,13 @@ class ActuatorConfig(ConfigModel):
     max_lead_s: float = Field(default=5.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """A chunk whose ``tStart`` is more than this ahead of the actuator's clock is rejected
     (``chunks_dropped.far_future``): the clocks of inference and actuator disagree."""
+    calibration_file: str = ""
+    """LeRobot calibration JSON of this arm (``lerobot-calibrate`` output, motors named as the
+    joints, same servo ids). Empty: uncalibrated degrees, 2048 ticks = 0°. When set, joint
+    positions, limits and ``maxStepDeg`` are in LeRobot's units (``normMode``)."""
+    norm_mode: BodyNormMode = "degrees"
+    """With ``calibrationFile``: the body joints' units, ``degrees`` (LeRobot SO-101
+    ``use_degrees=True``) or ``range_m100_100``. The ``gripper`` joint is always ``range_0_100``."""
 
     @field_validator("baudrate")
     @classmethod
@@ -123,6 +148,16 @@ class ActuatorConfig(ConfigModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _calibration_usable(self) -> ActuatorConfig:
+        if self.calibration_file:
+            try:
+                calibration = load_calibration(self.calibration_file, self.names)
+                check_calibration_ids(self, calibration)
+            except ConfigurationError as exc:
+                raise ValueError(f"calibrationFile: {exc}") from exc
+        return self
+
     @property
     def names(self) -> list[str]:
         return [joint.name for joint in self.joints]
@@ -134,3 +169,16 @@ class ActuatorConfig(ConfigModel):
     @property
     def tick_s(self) -> float:
         return 1.0 / self.control_hz
+
+
+def check_calibration_ids(config: ActuatorConfig, calibration: Mapping[str, MotorCalibration]) -> None:
+    """Each joint's servo id must be the one its calibration was made for."""
+    wrong = [
+        f"{joint.name} (id {joint.id}, calibrated as id {calibration[joint.name].id})"
+        for joint in config.joints
+        if calibration[joint.name].id != joint.id
+    ]
+    if wrong:
+        raise ConfigurationError(
+            f"calibration file {config.calibration_file!r} was made for other servo ids: {', '.join(wrong)}"
+        )
