@@ -17,6 +17,7 @@ _DELEGATED = {
     "core": "the local Greengrass core (development and CI stand-in for the nucleus)",
     "camera": "list this machine's cameras, or write one frame of a configured camera to a file",
     "emulate-arm": "serve an emulated SO-101 arm (six STS3215 servos) on a pseudo-terminal",
+    "arm": "show the arm's servos (status), switch torque off, or move safely to a named pose",
 }
 
 
@@ -87,6 +88,10 @@ def _delegate(command: str, rest: list[str]) -> int:
         from vla_edge.cameras.cli import main as camera_main
 
         return camera_main(rest)
+    if command == "arm":
+        from vla_edge.motors.feetech.arm_cli import main as arm_main
+
+        return arm_main(rest)
     from vla_edge.motors.feetech.emulator_cli import main as emulator_main
 
     return emulator_main(rest)

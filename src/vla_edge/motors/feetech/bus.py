@@ -115,13 +115,15 @@ class FeetechBus(ServoBus):
         wrong: dict[int, int] = {}
         for motor_id in self.motor_ids:
             try:
-                model = self.ping(motor_id)
+                model, error = self._ping_with_error(motor_id)
             except ServoBusError as exc:
                 if not self.is_connected:
                     raise
                 log.debug("servo %d: %s", motor_id, exc)
                 missing.append(motor_id)
                 continue
+            if error:  # it answered: report the fault, but let diagnostics (vla-edge arm status) connect
+                log.warning("servo %d reports %s", motor_id, tables.describe_error_bits(error))
             if model != self.model_number:
                 wrong[motor_id] = model
         problems = []
@@ -154,6 +156,13 @@ class FeetechBus(ServoBus):
             self._check(result, error, f"ping servo {motor_id}")
             return int(model)
 
+    def _ping_with_error(self, motor_id: int) -> tuple[int, int]:
+        """Ping one servo: its model number and the error byte of its answer (not raised)."""
+        with self._transaction(f"ping servo {motor_id}") as port:
+            model, result, error = self._packets.ping(port, motor_id)
+            self._check(result, 0, f"ping servo {motor_id}")
+            return int(model), int(error)
+
     def read(self, register: Register, motor_id: int) -> int:
         """Read one register of one servo (sign-magnitude values decoded)."""
         what = f"read {register.name} from servo {motor_id}"
@@ -161,6 +170,29 @@ class FeetechBus(ServoBus):
             data, result, error = self._packets.readTxRx(port, motor_id, register.address, register.size)
             self._check(result, error, what)
             return tables.decode_value(register, tables.from_bytes(data))
+
+    def read_registers(self, motor_id: int, registers: Iterable[Register]) -> tuple[dict[str, int], int]:
+        """One READ of the span covering ``registers``; returns values by register name and the error byte.
+
+        Unlike :meth:`read`, a set error bit does not raise: diagnostics (``vla-edge arm status``)
+        want the readings and the error byte together. Communication failures still raise.
+        """
+        regs = list(registers)
+        if not regs:
+            return {}, 0
+        first = min(r.address for r in regs)
+        length = max(r.address + r.size for r in regs) - first
+        what = f"read registers {first}..{first + length - 1} from servo {motor_id}"
+        with self._transaction(what) as port:
+            data, result, error = self._packets.readTxRx(port, motor_id, first, length)
+            self._check(result, 0, what)
+        if len(data) < length:
+            raise ServoBusError(f"{what}: servo {motor_id} returned a short status packet")
+        values = {
+            r.name: tables.decode_value(r, tables.from_bytes(data[r.address - first : r.address - first + r.size]))
+            for r in regs
+        }
+        return values, int(error)
 
     def write(self, register: Register, motor_id: int, value: int) -> None:
         """Write one register of one servo and wait for its status packet."""
