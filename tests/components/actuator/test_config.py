@@ -43,6 +43,7 @@ def test_recipe_grants_exactly_what_the_actuator_uses() -> None:
     assert grants == {
         ("aws.greengrass#SubscribeToTopic", "vla-edge/policy/action_chunk"),
         ("aws.greengrass#SubscribeToTopic", "vla-edge/safety/estop"),
+        ("aws.greengrass#SubscribeToTopic", "vla-edge/model/status"),
         ("aws.greengrass#PublishToTopic", "vla-edge/arm/joint_state"),
         ("aws.greengrass#PublishToTopic", "vla-edge/health/actuator"),
     }
