@@ -85,24 +85,19 @@ def make_servo_bus(config: ActuatorConfig) -> ServoBus:
     )
 
 
+
 def next_tick_time(now: float, period: float, phase: float) -> float:
     """The first wall-clock time after ``now`` of the form ``k * period + phase``."""
     return (math.floor((now - phase) / period) + 1) * period + phase
-
 
 class ActuatorComponent(Component[ActuatorConfig]):
     name = "actuator"
 
     def __init__(
-        self,
-        bus: Bus,
-        config: ActuatorConfig,
-        servos: ServoBus | None = None,
-        clock: Callable[[], float] = time.time,
+        self, bus: Bus, config: ActuatorConfig, servos: ServoBus | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         super().__init__(bus, config)
-        self._clock = clock
-        """Wall clock for chunk admission (injectable so tests can drive time explicitly)."""
+        self._clock = clock  # wall clock for chunk admission; injectable so tests can drive time explicitly
         self.servos = servos if servos is not None else make_servo_bus(config)
         self.schedule = ActionSchedule.from_config(config)
         self._ids = config.motor_ids
@@ -144,21 +139,15 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self._unconfirmed_logged = True
                 self.log.info(
                     "no active model confirmed yet (%s): accepting chunks from %s %s",
-                    messages.TOPIC_MODEL_STATUS,
-                    chunk.model.name,
-                    chunk.model.version,
+                    messages.TOPIC_MODEL_STATUS, chunk.model.name, chunk.model.version,
                 )
         elif chunk.model != active:
             self.counters.add("rejected.inactive_model")
             self._warn_limited(
                 "inactive_model",
                 "rejected action chunk from %s %s (%s...): the active model is %s %s (%s...)",
-                chunk.model.name,
-                chunk.model.version,
-                chunk.model.sha256[:12],
-                active.name,
-                active.version,
-                active.sha256[:12],
+                chunk.model.name, chunk.model.version, chunk.model.sha256[:12],
+                active.name, active.version, active.sha256[:12],
             )
             return
         try:
@@ -175,9 +164,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
             if admission.outcome == "cleared":
                 self.log.info("%s", admission.detail)
             else:
-                self._warn_limited(
-                    admission.outcome, "dropped action chunk: %s", admission.detail
-                )
+                self._warn_limited(admission.outcome, "dropped action chunk: %s", admission.detail)
             return
         if admission.replaced:
             self.counters.add("actions_replaced", admission.replaced)
@@ -205,13 +192,8 @@ class ActuatorComponent(Component[ActuatorConfig]):
             self._active_model = status.model
             self.counters.add("model.active_changed")
             self.log.info(
-                "active model: %s %s (%s...)%s",
-                status.model.name,
-                status.model.version,
-                status.model.sha256[:12],
-                f", was {previous.name} {previous.version}"
-                if previous is not None
-                else "",
+                "active model: %s %s (%s...)%s", status.model.name, status.model.version, status.model.sha256[:12],
+                f", was {previous.name} {previous.version}" if previous is not None else "",
             )
 
     def _on_estop(self, estop: messages.EStop) -> None:
@@ -219,35 +201,20 @@ class ActuatorComponent(Component[ActuatorConfig]):
             if not self._estop.is_set():
                 self._estop.set()
                 self.counters.add("safety.estop")
-                self.log.error(
-                    "EMERGENCY STOP from %s: %s",
-                    estop.source,
-                    estop.reason or "(no reason)",
-                )
+                self.log.error("EMERGENCY STOP from %s: %s", estop.source, estop.reason or "(no reason)")
         elif self._estop.is_set():
             self._estop.clear()
             self.counters.add("safety.estop_reset")
-            self.log.warning(
-                "e-stop reset by %s; torque returns with the next fresh action",
-                estop.source,
-            )
+            self.log.warning("e-stop reset by %s; torque returns with the next fresh action", estop.source)
         self._wake.set()
 
     # --- control loop ---------------------------------------------------------------------
 
     def subscribe(self) -> None:
         """Subscribe to action chunks, e-stops and model status (done by :meth:`run`)."""
-        self.router.subscribe(
-            messages.TOPIC_ACTION_CHUNK, self._on_chunk, expect=messages.ActionChunk
-        )
-        self.router.subscribe(
-            messages.TOPIC_ESTOP, self._on_estop, expect=messages.EStop
-        )
-        self.router.subscribe(
-            messages.TOPIC_MODEL_STATUS,
-            self._on_model_status,
-            expect=messages.ModelStatus,
-        )
+        self.router.subscribe(messages.TOPIC_ACTION_CHUNK, self._on_chunk, expect=messages.ActionChunk)
+        self.router.subscribe(messages.TOPIC_ESTOP, self._on_estop, expect=messages.EStop)
+        self.router.subscribe(messages.TOPIC_MODEL_STATUS, self._on_model_status, expect=messages.ModelStatus)
 
     def run(self, stop: threading.Event) -> None:
         self.subscribe()
@@ -259,9 +226,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 if self._wake.wait(max(0.0, planned - time.time())):
                     self._wake.clear()  # an e-stop: act now, then fall back onto the grid
                 elif time.time() - planned > period - phase:
-                    self.counters.add(
-                        "tick_overruns"
-                    )  # woke so late that the next grid point passed
+                    self.counters.add("tick_overruns")  # woke so late that the next grid point passed
                 self._tick(min(planned, time.time()))
                 self._publish_health()
         finally:
@@ -317,11 +282,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         else:
             due = self.schedule.pop_due(slot, self.config.max_action_lag_s)
             self._ahead_s = due.ahead_s
-            self._ahead_s_min = (
-                due.ahead_s
-                if self._ahead_s_min is None
-                else min(self._ahead_s_min, due.ahead_s)
-            )
+            self._ahead_s_min = due.ahead_s if self._ahead_s_min is None else min(self._ahead_s_min, due.ahead_s)
             if due.stale:
                 self.counters.add("actions_dropped.stale", due.stale)
             if due.skipped:
@@ -343,18 +304,13 @@ class ActuatorComponent(Component[ActuatorConfig]):
         A tick with no action while later actions are queued is normal when ``controlHz`` is
         faster than the policy's action rate (the goal simply stays), so it does not count.
         """
-        recent = (
-            self._last_applied is not None
-            and now - self._last_applied <= STARVED_WINDOW_S
-        )
+        recent = self._last_applied is not None and now - self._last_applied <= STARVED_WINDOW_S
         if not (self._torque is True and ahead_s <= 0.0 and recent):
             return
         self.counters.add("starved_ticks")
         if not self._starving:
             self._starving = True
-            self.log.info(
-                "action queue ran dry: no action due and none planned (chunks arrive too late?)"
-            )
+            self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
 
     def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
         """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""
@@ -363,13 +319,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         reference = self._goal if self._goal is not None else self._present
         assert reference is not None  # read on connect
         try:
-            clamped = clamp_goal(
-                action.values,
-                reference,
-                self._lower,
-                self._upper,
-                self.config.max_step_deg,
-            )
+            clamped = clamp_goal(action.values, reference, self._lower, self._upper, self.config.max_step_deg)
         except UnsafeAction as exc:
             self.counters.add("safety.rejected_action")
             self.log.warning("action not applied: %s", exc)
@@ -399,9 +349,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self.log.warning("no fresh action for %.1f s: torque off", idle)
                 self.counters.add("safety.watchdog_torque_off")
                 self._set_torque(False)
-        elif self._torque is True and (
-            self._resync or (idle >= self.config.hold_after_s and not self._holding)
-        ):
+        elif self._torque is True and (self._resync or (idle >= self.config.hold_after_s and not self._holding)):
             if not self._resync:
                 self.log.info("no fresh action for %.2f s: holding", idle)
                 self.counters.add("safety.watchdog_hold")
@@ -434,11 +382,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self.set_state("STOPPING")
         if self.servos.is_connected:
             try:
-                if (
-                    self._torque is not False
-                    and self._present is not None
-                    and not self._estop.is_set()
-                ):
+                if self._torque is not False and self._present is not None and not self._estop.is_set():
                     self._present = self._read_present()
                     self._hold(energize=False)
                 self._set_torque(False)
@@ -460,9 +404,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def _to_ticks(self, degrees: list[float] | tuple[float, ...]) -> dict[int, int]:
         return {i: degrees_to_ticks(d) for i, d in zip(self._ids, degrees, strict=True)}
 
-    def _publish_state(
-        self, latency_ms: float | None, applied: ScheduledAction | None
-    ) -> None:
+    def _publish_state(self, latency_ms: float | None, applied: ScheduledAction | None) -> None:
         assert self._present is not None
         state = messages.JointState(
             t=time.time(),
