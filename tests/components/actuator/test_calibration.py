@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from support import wait_for
+from support.actuator import NAMES, chunk
 
 from vla_edge.components.actuator.calibration import (
     NORM_MODES,
@@ -228,3 +230,17 @@ def test_config_rejects_an_unusable_calibration_file(tmp_path: Path, calibration
     swapped.write_text(json.dumps({**SO101, "gripper": {**SO101["gripper"], "id": 9}}))
     with pytest.raises(ConfigurationError, match="other servo ids"):
         load_config(ActuatorConfig, {"calibrationFile": str(swapped)})
+
+
+def test_actuator_drives_the_servos_in_lerobot_units(make_actuator, emulator, calibration_file: Path) -> None:
+    """A policy trained with LeRobot (range -100..100, gripper 0..100) commands the same servo ticks here."""
+    harness = make_actuator(calibrationFile=str(calibration_file), normMode="range_m100_100")
+    harness.wait_ticks(2)
+    calibration = load_calibration(calibration_file)
+    target = [0.0, 0.0, 0.0, 0.0, 0.0, 50.0]
+    harness.publish(chunk([target] * 90))
+    expected = {
+        calibration[name].id: unnormalize(value, calibration[name], "range_0_100" if name == "gripper" else "range_m100_100")
+        for name, value in zip(NAMES, target)
+    }
+    wait_for(lambda: emulator.goal_positions() == expected, timeout=20)

@@ -61,7 +61,7 @@ from vla_edge.components.actuator.schedule import (
     Admission,
     ScheduledAction,
 )
-from vla_edge.components.actuator.units import degrees_to_ticks, ticks_to_degrees
+from vla_edge.components.actuator.units import JointUnits
 from vla_edge.components.base import Component
 from vla_edge.errors import BusError, ServoBusError
 from vla_edge.motors.base import ServoBus, ServoBusConfig
@@ -101,6 +101,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self.servos = servos if servos is not None else make_servo_bus(config)
         self.schedule = ActionSchedule.from_config(config)
         self._ids = config.motor_ids
+        self._units = JointUnits.from_config(config)  # LeRobot calibration and normalisation when configured
         self._lower = [joint.min_deg for joint in config.joints]
         self._upper = [joint.max_deg for joint in config.joints]
         self._estop = threading.Event()
@@ -398,11 +399,10 @@ class ActuatorComponent(Component[ActuatorConfig]):
         return time.monotonic() - self._last_action
 
     def _read_present(self) -> list[float]:
-        ticks = self.servos.sync_read_positions()
-        return [ticks_to_degrees(ticks[i]) for i in self._ids]
+        return self._units.positions(self.servos.sync_read_positions())
 
-    def _to_ticks(self, degrees: list[float] | tuple[float, ...]) -> dict[int, int]:
-        return {i: degrees_to_ticks(d) for i, d in zip(self._ids, degrees, strict=True)}
+    def _to_ticks(self, values: list[float] | tuple[float, ...]) -> dict[int, int]:
+        return self._units.goals(values)
 
     def _publish_state(self, latency_ms: float | None, applied: ScheduledAction | None) -> None:
         assert self._present is not None

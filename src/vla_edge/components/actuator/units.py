@@ -101,10 +101,14 @@ class JointUnits:
         return normalize(ticks, self._calibrations[index], self.modes[index])
 
     def to_ticks(self, index: int, value: float) -> int:
-        """Joint ``index``'s goal ticks for a position."""
+        """Joint ``index``'s goal ticks for a position, never outside the encoder's 0..4095.
+
+        LeRobot does not clamp calibrated ``degrees`` goals; a goal outside the encoder range
+        would wrap on the servo, so it is clamped here (the joint limits normally keep it inside).
+        """
         if not self.calibrated:
             return degrees_to_ticks(value)
-        return unnormalize(value, self._calibrations[index], self.modes[index])
+        return min(max(unnormalize(value, self._calibrations[index], self.modes[index]), 0), MAX_TICKS)
 
     def positions(self, ticks: Mapping[int, int]) -> list[float]:
         """Joint positions, in joint order, from ``ServoBus.sync_read_positions()`` (servo id -> ticks)."""
