@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.policy import demo_cache_dir, demo_policy_path, loaded_demo_policy
+from support.policy import demo_cache_dir, demo_policy_path, loaded_demo_policy, loaded_policy, policy_path
 
 from vla_edge.bus.memory import InMemoryBroker
 
@@ -47,3 +47,26 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_policy(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The demo policy loaded once with LeRobot's own loading code."""
     return loaded_demo_policy(tmp_path_factory)
+
+
+# Small real LeRobot policies (ACT, Diffusion), built once per session in tests/support/policy.py.
+
+
+@pytest.fixture(scope="session")
+def act_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return policy_path(tmp_path_factory, "act")
+
+
+@pytest.fixture(scope="session")
+def diffusion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return policy_path(tmp_path_factory, "diffusion")
+
+
+@pytest.fixture(scope="session")
+def act_policy(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return loaded_policy(tmp_path_factory, "act")
+
+
+@pytest.fixture(scope="session")
+def diffusion_policy(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return loaded_policy(tmp_path_factory, "diffusion")
