@@ -25,6 +25,8 @@ from typing import Any
 
 from camera_transport import CAMERA, SPAWN, CpuMeter, _get, percentiles
 
+from vla_edge.supervisor import terminate
+
 COMPONENT = "com.vlaedge.Camera"
 RECIPE = Path(__file__).resolve().parents[1] / "components" / "camera" / "recipe.yaml"
 
@@ -118,11 +120,7 @@ def bench_camera(args: dict[str, Any]) -> dict[str, Any]:
         if camera is not None and camera.poll() is None:
             camera.kill()
             camera.wait()
-        core.send_signal(signal.SIGTERM)
-        try:
-            core.wait(30)
-        except subprocess.TimeoutExpired:
-            core.kill()
+        terminate(core, 30)
         log_tail = _tail(log_path, "camera component")
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(frame_dir, ignore_errors=True)

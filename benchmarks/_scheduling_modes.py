@@ -38,7 +38,7 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,17 @@ def camera_source(directory: str, height: int, width: int, fps: float, conn: Any
         due = max(due + period, time.monotonic())  # a late frame is not made up for with a burst
         stop.wait(max(0.0, due - time.monotonic()))
     ring.close()
+
+
+def received(connection: Any, stop: threading.Event) -> Iterator[Any]:
+    """What arrives on one end of a Pipe until ``stop`` is set or the other process goes away."""
+    while not stop.is_set():
+        try:
+            if not connection.poll(0.1):
+                continue
+            yield connection.recv()
+        except (EOFError, OSError):  # the other process has gone
+            return
 
 
 def drive(hz: float, seconds: float, work: Callable[[int, float], float | None]) -> dict[str, Any]:
@@ -280,13 +291,7 @@ def _run_inference_side(policy_dir: str, args: dict[str, Any], ring_path: str, f
                     slot=slot, segment=ring_path)))
 
     def joint_states() -> None:  # the actuator's JointState onto the bus, as the IPC subscription delivers it
-        while not stop.is_set():
-            try:
-                if not states_in.poll(0.1):
-                    continue
-                topic, payload = states_in.recv()
-            except (EOFError, OSError):  # the control process has gone
-                return
+        for topic, payload in received(states_in, stop):
             bench.publish(topic, payload)
             broker.published.clear()  # the broker keeps every message for tests; not wanted for an hour of ticks
 
@@ -340,13 +345,7 @@ def run_control(args: dict[str, Any], link: Any, chunks_in: Any, states_out: Any
     stop = threading.Event()
 
     def receive() -> None:  # the actuator's IPC callback: decode, then merge into the schedule
-        while not stop.is_set():
-            try:
-                if not chunks_in.poll(0.1):
-                    continue
-                topic, payload = chunks_in.recv()
-            except (EOFError, OSError):  # the inference process has gone
-                return
+        for topic, payload in received(chunks_in, stop):
             try:
                 chunk = messages.decode(topic, payload, messages.ActionChunk)
                 assert isinstance(chunk, messages.ActionChunk)

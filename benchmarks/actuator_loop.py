@@ -74,6 +74,17 @@ def summary_ms(values_s: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
+def tick_figures(times: list[float], seconds: float, period: float) -> dict[str, Any]:
+    """Ticks, rate, period and jitter (|interval - period|) from the times the ticks happened."""
+    intervals = [b - a for a, b in itertools.pairwise(times)]
+    return {
+        "ticks": len(times),
+        "ticks_per_s": len(times) / seconds,
+        "period_ms": summary_ms(intervals),
+        "jitter_ms": summary_ms([abs(i - period) for i in intervals]),
+    }
+
+
 def wave(t: float, joints: int) -> list[float]:
     return [AMPLITUDE_DEG * math.sin(2 * math.pi * MOTION_HZ * t + j) for j in range(joints)]
 
@@ -207,12 +218,8 @@ def run_component(hz: float, seconds: float, estops: int) -> dict[str, Any]:
             stop.set()
             control.join(timeout=10)
             component.close()
-    intervals = [b - a for a, b in itertools.pairwise(states)]
     return {
-        "ticks": len(states),
-        "ticks_per_s": len(states) / seconds,
-        "period_ms": summary_ms(intervals),
-        "jitter_ms": summary_ms([abs(i - dt) for i in intervals]),
+        **tick_figures(states, seconds, dt),
         "servo_io_ms": summary_ms(servos.pairs),
         "sync_read_ms": summary_ms(servos.reads),
         "sync_write_ms": summary_ms(servos.writes),
@@ -255,12 +262,8 @@ def run_baseline(hz: float, seconds: float, estops: int) -> dict[str, Any]:
                     latencies.append(time.perf_counter() - started)
         finally:
             bus.disconnect()
-    intervals = [b - a for a, b in itertools.pairwise(ends)]
     return {
-        "ticks": len(ends),
-        "ticks_per_s": len(ends) / seconds,
-        "period_ms": summary_ms(intervals),
-        "jitter_ms": summary_ms([abs(i - period) for i in intervals]),
+        **tick_figures(ends, seconds, period),
         "servo_io_ms": summary_ms(pairs),
         "set_torque_off_ms": summary_ms(latencies),
     }

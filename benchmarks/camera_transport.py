@@ -46,7 +46,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import signal
 import statistics
 import struct
 import subprocess
@@ -57,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from _support import bench_recipe, connect
+
+from vla_edge.supervisor import terminate
 
 TOPIC = "vla-edge/bench/frames"
 PUBLISHER = "com.vlaedge.bench.FramePublisher"
@@ -279,11 +280,7 @@ def bench_ipc(args: dict[str, Any]) -> dict[str, Any]:
     finally:
         for process in multiprocessing.active_children():
             process.kill()
-        core.send_signal(signal.SIGTERM)
-        try:
-            core.wait(30)
-        except subprocess.TimeoutExpired:
-            core.kill()
+        terminate(core, 30)
         shutil.rmtree(workdir, ignore_errors=True)
     return summarise(writer, reader, {"reader_cpu_pct": reader["cpu_pct"], "core_cpu_pct": core_cpu,
                                       "publish_errors": writer["publish_errors"]})

@@ -24,7 +24,6 @@ import json
 import logging
 import queue
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from _support import bench_recipe, connect
+
+from vla_edge.supervisor import terminate
 
 TOPIC = "vla-edge/bench/latency"
 PUBLISHER = "com.vlaedge.bench.Publisher"
@@ -162,8 +163,7 @@ def bench_ipc(messages: int, size: int, warmup: int, in_process: bool) -> dict[s
         if core is not None:
             core.stop()
         if process is not None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
+            terminate(process, 30)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

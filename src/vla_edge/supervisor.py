@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,20 @@ class ProcessStatus:
 
     def snapshot(self) -> "ProcessStatus":
         return ProcessStatus(self.name, self.state, self.starts, self.errors, list(self.exit_codes))
+
+
+def terminate(process: subprocess.Popen[Any], timeout_s: float) -> int | None:
+    """SIGTERM, wait up to ``timeout_s``, then kill. Returns the exit code, or None if it had to be killed."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("pid %d did not stop within %.0f s of SIGTERM; killing it", process.pid, timeout_s)
+        process.kill()
+        process.wait()
+        return None
 
 
 class ManagedProcess:

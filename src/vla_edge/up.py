@@ -29,7 +29,7 @@ from typing import IO, Any
 import yaml
 
 from vla_edge.errors import ConfigurationError, CoreError, VlaEdgeError
-from vla_edge.supervisor import ProcessSpec, ProcessStatus, Supervisor
+from vla_edge.supervisor import ProcessSpec, ProcessStatus, Supervisor, terminate
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,7 @@ class _Emulator:
             raise VlaEdgeError("the arm emulator did not print its device path; run `vla-edge emulate-arm` to see why")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 5)
 
 
 def _wait_for_core(run_dir: Path, core: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dict[str, Any]:
@@ -222,12 +216,8 @@ def run_up(options: UpOptions) -> int:
             monitor.close()
         if bus is not None:
             bus.close()
-        if core is not None and core.poll() is None:
-            core.send_signal(signal.SIGTERM)
-            try:
-                core.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                core.kill()
+        if core is not None:
+            terminate(core, 10)
         if emulator is not None:
             emulator.stop()
         shutil.rmtree(frame_dir, ignore_errors=True)  # rings of a crashed camera; a clean stop removed its own

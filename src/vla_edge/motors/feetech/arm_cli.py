@@ -36,14 +36,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from vla_edge.components.actuator.component import make_servo_bus
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.safety import clamp_goal
 from vla_edge.components.actuator.units import degrees_to_ticks, ticks_to_degrees
 from vla_edge.components.base import load_config
 from vla_edge.errors import ConfigurationError, ServoBusError
-from vla_edge.motors.base import ServoBusConfig
 from vla_edge.motors.feetech import tables
 from vla_edge.motors.feetech.bus import FeetechBus
 
@@ -138,15 +138,14 @@ def pose_targets(name: str, config: ActuatorConfig, poses: Mapping[str, Mapping[
     raise ArmCliError(f"unknown pose {name!r}; known poses: {', '.join(known)}")
 
 
+def _say(text: str) -> None:
+    """The command's answer to the person who ran it (stdout); diagnostics go through logging."""
+    sys.stdout.write(text + "\n")
+
+
 def make_bus(config: ActuatorConfig) -> FeetechBus:
-    return FeetechBus(
-        ServoBusConfig(
-            port=config.serial_port,
-            motor_ids=config.motor_ids,
-            baudrate=config.baudrate,
-            packet_timeout_ms=config.packet_timeout_ms,
-        )
-    )
+    """The same servo bus the actuator component opens, from the same configuration."""
+    return cast(FeetechBus, make_servo_bus(config))  # make_servo_bus builds a FeetechBus; the CLI reads its registers
 
 
 # --- status ----------------------------------------------------------------------------------
@@ -350,15 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "status":
             rows = read_status(bus, config)
-            print(json.dumps(rows, indent=2) if args.json else format_status(rows))
+            _say(json.dumps(rows, indent=2) if args.json else format_status(rows))
             return 0
         if args.command == "torque-off":
             still_on = torque_off(bus, config)
             for name, on in still_on.items():
-                print(f"{name:<16} torque {'STILL ON' if on else 'off'}")
+                _say(f"{name:<16} torque {'STILL ON' if on else 'off'}")
             if any(still_on.values()):
                 return 1
-            print(f"torque off on all {len(still_on)} servos")
+            _say(f"torque off on all {len(still_on)} servos")
             return 0
         return _run_pose(bus, config, args.name, targets, args.settle_s)
     except ServoBusError as exc:
@@ -382,9 +381,9 @@ def _run_pose(bus: FeetechBus, config: ActuatorConfig, name: str, targets: dict[
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not reached:
-        print(f"interrupted: arm held and torque off (pose {name!r} not reached)")
+        _say(f"interrupted: arm held and torque off (pose {name!r} not reached)")
         return 130
-    print(f"at pose {name!r}; torque stays on and the servos hold it (vla-edge arm torque-off releases)")
+    _say(f"at pose {name!r}; torque stays on and the servos hold it (vla-edge arm torque-off releases)")
     return 0
 
 
