@@ -254,6 +254,11 @@ class ModelStatus(Message):
     model: ModelRef | None = None
     policy_type: str | None = None
     path: str | None = None
+    robot: str | None = Field(default=None, max_length=100)
+    """The robot type the model was trained for (e.g. ``so101_follower``), when its manifest says."""
+    norm_mode: Literal["degrees", "range_m100_100"] | None = None
+    """The body joints' units the model was trained in (LeRobot ``use_degrees`` true: ``degrees``),
+    when its manifest says; the actuator refuses the model's chunks if its ``normMode`` differs."""
     detail: str = ""
 
 

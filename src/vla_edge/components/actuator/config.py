@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vla_edge.components.actuator.calibration import MotorCalibration, load_calibration
+from vla_edge.components.actuator.calibration import MotorCalibration, load_calibration, parse_calibration
 from vla_edge.components.actuator.merge import MergeName
 from vla_edge.components.base import ConfigModel
 from vla_edge.errors import ConfigurationError
@@ -81,6 +81,20 @@ class ActuatorConfig(ConfigModel):
     """Watchdog: with no fresh action for this long torque is switched off (the arm goes limp)."""
     packet_timeout_ms: float = Field(default=50.0, ge=5.0, le=1000.0, allow_inf_nan=False)
     reconnect_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    """After the servo port is lost, the first reopen attempt waits this long; each failed attempt
+    doubles the wait up to ``reconnectMaxIntervalS``."""
+    reconnect_max_interval_s: float = Field(default=10.0, gt=0.0, le=600.0, allow_inf_nan=False)
+    """Longest wait between two attempts to reopen a lost servo port."""
+    bus_retries: int = Field(default=2, ge=0, le=10)
+    """A servo transaction that fails (no status packet, bad checksum) is retried up to this many
+    times, but only while the retry still fits in the control tick."""
+    fault_stop_after: int = Field(default=3, ge=1, le=1000)
+    """Consecutive control ticks that fail (a bus error left after retries, or a servo reporting
+    overheat, overload, overcurrent or input voltage) before goal writes stop and torque goes off.
+    Torque returns with the next fresh action once the bus answers cleanly again."""
+    telemetry_hz: float = Field(default=2.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    """How often velocity, load, current, temperature, voltage and the error bits are read (one
+    extra sync read over the present-state registers); 0 turns it off. At most ``controlHz``."""
     chunk_merge: MergeName = "latest"
     """How a new chunk combines with queued ones where they overlap: ``latest`` (the new chunk
     replaces the old actions for the times it covers), ``average`` (weighted average, newest
@@ -100,6 +114,11 @@ class ActuatorConfig(ConfigModel):
     max_lead_s: float = Field(default=5.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """A chunk whose ``tStart`` is more than this ahead of the actuator's clock is rejected
     (``chunks_dropped.far_future``): the clocks of inference and actuator disagree."""
+    calibration: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """This arm's LeRobot calibration inline, as ``lerobot-calibrate`` writes it (motor name ->
+    ``id``, ``drive_mode``, ``homing_offset``, ``range_min``, ``range_max``): the form a deployment
+    carries to a fleet (``vla-edge arm calibration`` produces the configuration update). Empty: none.
+    Exclusive with ``calibrationFile``; positions are then in LeRobot's units as with a file."""
     calibration_file: str = ""
     """LeRobot calibration JSON of this arm (``lerobot-calibrate`` output, motors named as the
     joints, same servo ids). Empty: uncalibrated degrees, 2048 ticks = 0°. When set, joint
@@ -150,13 +169,40 @@ class ActuatorConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _calibration_usable(self) -> ActuatorConfig:
-        if self.calibration_file:
-            try:
-                calibration = load_calibration(self.calibration_file, self.names)
-                check_calibration_ids(self, calibration)
-            except ConfigurationError as exc:
-                raise ValueError(f"calibrationFile: {exc}") from exc
+        if self.calibration and self.calibration_file:
+            raise ValueError("set calibration (inline) or calibrationFile, not both")
+        key = "calibration" if self.calibration else "calibrationFile"
+        try:
+            self.joint_calibration()
+        except ConfigurationError as exc:
+            raise ValueError(f"{key}: {exc}") from exc
         return self
+
+    @model_validator(mode="after")
+    def _rates(self) -> ActuatorConfig:
+        if self.telemetry_hz > self.control_hz:
+            raise ValueError(f"telemetryHz ({self.telemetry_hz}) must not exceed controlHz ({self.control_hz})")
+        if self.reconnect_max_interval_s < self.reconnect_interval_s:
+            raise ValueError(
+                f"reconnectMaxIntervalS ({self.reconnect_max_interval_s}) must be at least "
+                f"reconnectIntervalS ({self.reconnect_interval_s})"
+            )
+        return self
+
+    def joint_calibration(self) -> dict[str, MotorCalibration] | None:
+        """The arm's LeRobot calibration (inline or from ``calibrationFile``), checked against the
+        joints' names and ids; ``None`` when uncalibrated. Raises ConfigurationError."""
+        if self.calibration:
+            calibration = parse_calibration(self.calibration, "calibration")
+            missing = [name for name in self.names if name not in calibration]
+            if missing:
+                raise ConfigurationError(f"no calibration for joints {missing}; it has {sorted(calibration)}")
+        elif self.calibration_file:
+            calibration = load_calibration(self.calibration_file, self.names)
+        else:
+            return None
+        check_calibration_ids(self, calibration)
+        return calibration
 
     @property
     def names(self) -> list[str]:
@@ -173,6 +219,7 @@ class ActuatorConfig(ConfigModel):
 
 def check_calibration_ids(config: ActuatorConfig, calibration: Mapping[str, MotorCalibration]) -> None:
     """Each joint's servo id must be the one its calibration was made for."""
+    source = f"calibration file {config.calibration_file!r}" if config.calibration_file else "the calibration"
     wrong = [
         f"{joint.name} (id {joint.id}, calibrated as id {calibration[joint.name].id})"
         for joint in config.joints
@@ -180,5 +227,5 @@ def check_calibration_ids(config: ActuatorConfig, calibration: Mapping[str, Moto
     ]
     if wrong:
         raise ConfigurationError(
-            f"calibration file {config.calibration_file!r} was made for other servo ids: {', '.join(wrong)}"
+            f"{source} was made for other servo ids: {', '.join(wrong)}"
         )

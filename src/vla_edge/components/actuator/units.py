@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from vla_edge.components.actuator.calibration import (
     MotorCalibration,
     NormMode,
-    load_calibration,
     normalize,
     unnormalize,
 )
@@ -85,14 +84,9 @@ class JointUnits:
 
     @classmethod
     def from_config(cls, config: ActuatorConfig) -> JointUnits:
-        """Units of ``config``: loads ``calibrationFile`` when set (ConfigurationError if unusable)."""
-        calibration = None
-        if config.calibration_file:
-            calibration = load_calibration(config.calibration_file, config.names)
-            from vla_edge.components.actuator.config import check_calibration_ids
-
-            check_calibration_ids(config, calibration)
-        return cls(config.names, config.motor_ids, calibration, config.norm_mode)
+        """Units of ``config``: its inline ``calibration`` or ``calibrationFile`` when set
+        (ConfigurationError if unusable), else uncalibrated degrees."""
+        return cls(config.names, config.motor_ids, config.joint_calibration(), config.norm_mode)
 
     def to_units(self, index: int, ticks: int) -> float:
         """Joint ``index``'s position for a raw reading."""

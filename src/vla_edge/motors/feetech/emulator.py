@@ -10,7 +10,8 @@ With torque enabled a servo moves toward its goal at a bounded speed (``Goal_Vel
 when set, else ``speed_ticks_per_s``), so the present position lags the goal as on
 hardware. Test hooks: :meth:`ArmEmulator.snapshot`, :meth:`ArmEmulator.goal_writes`,
 :meth:`ArmEmulator.set_position`, and the fault injections
-:meth:`ArmEmulator.corrupt_next_replies`, :meth:`ArmEmulator.set_offline`,
+:meth:`ArmEmulator.corrupt_next_replies`, :meth:`ArmEmulator.drop_next_replies`,
+:meth:`ArmEmulator.set_offline`,
 :meth:`ArmEmulator.set_error_bits`, :meth:`ArmEmulator.unplug`. Only the standard library is used.
 """
 
@@ -150,6 +151,8 @@ class ArmEmulator:
         self._last_advance = time.monotonic()
         self._goal_log: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=100_000)
         self._corrupt_replies = 0
+        self._drop_replies = 0
+        self.replies_dropped = 0
         self.bad_checksums = 0
         self.dropped_bytes = 0
         self.packets_served = 0
@@ -252,6 +255,11 @@ class ArmEmulator:
         with self._lock:
             self._corrupt_replies = count
 
+    def drop_next_replies(self, count: int = 1) -> None:
+        """Swallow the next ``count`` status packets (the request was executed, the answer is lost)."""
+        with self._lock:
+            self._drop_replies = count
+
     def set_offline(self, servo_id: int, offline: bool = True) -> None:
         """An offline servo ignores every packet (unpowered or unplugged from the chain)."""
         with self._lock:
@@ -324,7 +332,7 @@ class ArmEmulator:
                 self._partial_since = None
             elif self._partial_since is None:
                 self._partial_since = time.monotonic()
-            return [self._maybe_corrupt(reply) for reply in replies]
+            return [self._maybe_corrupt(reply) for reply in self._maybe_drop(replies)]
 
     def _expire_partial(self) -> list[bytes]:
         """Abandon a packet that stayed incomplete too long (e.g. a corrupted length byte)."""
@@ -413,6 +421,16 @@ class ArmEmulator:
     def _status(self, servo: _Servo, data: bytes, error: int = 0) -> bytes:
         body = bytes([servo.id, len(data) + 2, (servo.error_bits | error) & 0x7F]) + data
         return b"\xff\xff" + body + bytes([t.checksum(body)])
+
+    def _maybe_drop(self, replies: list[bytes]) -> list[bytes]:
+        kept = []
+        for reply in replies:
+            if self._drop_replies > 0:
+                self._drop_replies -= 1
+                self.replies_dropped += 1
+            else:
+                kept.append(reply)
+        return kept
 
     def _maybe_corrupt(self, reply: bytes) -> bytes:
         if self._corrupt_replies <= 0:
