@@ -22,6 +22,12 @@ visible. Messages say what went wrong *and what to do about it*.
     │   │   └── FrameNotReady       that frame has not been written yet
     │   └── RingInUse           a running writer owns the camera's ring
     ├── PolicyError             model loading / inference
+    ├── ModelUpdateError        a model update that cannot go ahead (the previous model keeps serving)
+    │   ├── ManifestError       a missing, malformed or mismatching model manifest
+    │   ├── DownloadError       fetching model files failed (network, S3, permissions)
+    │   ├── VerificationError   a file's size or sha256 differs from the manifest
+    │   ├── InsufficientSpace   not enough free disk (or memory) for the update
+    │   └── ValidationFailed    the staged model failed to load, fit or behave
     └── CoreError               local Greengrass core failures
 """
 
@@ -96,6 +102,34 @@ class RingInUse(HardwareError):
 
 class PolicyError(VlaEdgeError):
     """A policy could not be loaded or run."""
+
+
+class ModelUpdateError(VlaEdgeError):
+    """A model update could not go ahead; the model that was serving keeps serving.
+
+    ``reason`` is a short label for counters and the status topic."""
+
+    reason = "update_failed"
+
+
+class ManifestError(ModelUpdateError):
+    reason = "bad_manifest"
+
+
+class DownloadError(ModelUpdateError):
+    reason = "download_failed"
+
+
+class VerificationError(ModelUpdateError):
+    reason = "verification_failed"
+
+
+class InsufficientSpace(ModelUpdateError):
+    reason = "insufficient_space"
+
+
+class ValidationFailed(ModelUpdateError):
+    reason = "validation_failed"
 
 
 class CoreError(VlaEdgeError):
