@@ -53,6 +53,8 @@ TOPIC_JOINT_STATE = ROOT + "/arm/joint_state"
 TOPIC_ACTION_CHUNK = ROOT + "/policy/action_chunk"
 TOPIC_INSTRUCTION = ROOT + "/policy/instruction"
 TOPIC_MODEL_STATUS = ROOT + "/model/status"
+TOPIC_MODEL_COMMAND = ROOT + "/model/command"
+TOPIC_MODEL_REPORT = ROOT + "/model/report"
 TOPIC_ESTOP = ROOT + "/safety/estop"
 TOPIC_HEALTH = ROOT + "/health/{component}"
 TOPIC_HEALTH_ALL = ROOT + "/health/+"
@@ -244,14 +246,22 @@ class TaskInstruction(Message):
 
 
 class ModelStatus(Message):
-    """The model a device runs, as the model-updater reports it."""
+    """The model a device runs, as the model-updater reports it (the one source of the active model).
+
+    ``switching``: ``model`` still serves and ``next_model`` is taking over; the actuator accepts
+    chunks from both until a status names one active, so the switch never leaves a tick without a
+    plan. With ``hold`` the switch cannot keep both models loaded: the actuator drops its queued
+    actions and holds the arm until the next model's chunks arrive.
+    """
 
     kind: ClassVar[str] = "model_status"
     topic_template: ClassVar[str] = TOPIC_MODEL_STATUS
 
     t: FiniteFloat
-    state: Literal["active", "staging", "failed", "rolled_back", "none"]
+    state: Literal["active", "staging", "switching", "failed", "rolled_back", "none"]
     model: ModelRef | None = None
+    next_model: ModelRef | None = None
+    hold: bool = False
     policy_type: str | None = None
     path: str | None = None
     robot: str | None = Field(default=None, max_length=100)
@@ -260,6 +270,60 @@ class ModelStatus(Message):
     """The body joints' units the model was trained in (LeRobot ``use_degrees`` true: ``degrees``),
     when its manifest says; the actuator refuses the model's chunks if its ``normMode`` differs."""
     detail: str = ""
+
+
+ModelAction = Literal["stage", "activate", "discard"]
+
+
+class ModelCommand(Message):
+    """The model-updater's instruction to the inference component.
+
+    ``stage``: validate the model at ``path`` in a separate process (it loads, its features fit
+    this device's cameras and joints, a smoke inference stays within ``latency_budget_ms`` and its
+    actions within ``joint_limits``), then load it beside the serving model and warm it up; or,
+    with ``allow_unload`` and too little memory for two, unload the serving model first (the
+    updater has the arm hold). ``activate``: serve this (staged or still loaded) model from the
+    next chunk on. ``discard``: unload this model if it is loaded and not serving.
+    """
+
+    kind: ClassVar[str] = "model_command"
+    topic_template: ClassVar[str] = TOPIC_MODEL_COMMAND
+
+    t: FiniteFloat
+    request_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64)
+    action: ModelAction
+    model: ModelRef
+    path: str = Field(default="", max_length=4096)
+    memory_mb: float | None = Field(default=None, ge=0.0)
+    """What the model's manifest says it needs; the inference component estimates it otherwise."""
+    allow_unload: bool = False
+    latency_budget_ms: float | None = Field(default=None, gt=0.0)
+    joint_limits: dict[str, tuple[FiniteFloat, FiniteFloat]] | None = None
+    """Joint name -> (min, max) in the actuator's units: every smoke-test action must be inside."""
+
+
+class ModelReport(Message):
+    """The inference component's answer to a :class:`ModelCommand` (and its report on start)."""
+
+    kind: ClassVar[str] = "model_report"
+    topic_template: ClassVar[str] = TOPIC_MODEL_REPORT
+
+    t: FiniteFloat
+    request_id: str | None = Field(default=None, max_length=64)
+    model: ModelRef
+    state: Literal["validating", "loading", "staged", "serving", "failed", "unloaded"]
+    detail: str = Field(default="", max_length=4000)
+    reason: str | None = Field(default=None, max_length=64)
+    """For ``failed``: a short label (e.g. ``load_failed``, ``feature_mismatch``, ``too_slow``,
+    ``out_of_limits``, ``validator_crashed``, ``insufficient_memory``)."""
+    beside: bool = False
+    """``staged``/``serving``: loaded while another model kept serving (no hold needed)."""
+    path: str | None = Field(default=None, max_length=4096)
+    load_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    smoke_ms_p50: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    memory_mb: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    first_chunk_id: str | None = Field(default=None, max_length=64)
+    """``serving``: the first chunk published from this model."""
 
 
 class EStop(Message):
@@ -307,6 +371,8 @@ JSON_MESSAGES: dict[str, type[Message]] = {
         ActionChunk,
         TaskInstruction,
         ModelStatus,
+        ModelCommand,
+        ModelReport,
         EStop,
         ComponentHealth,
         SnapshotRequest,
