@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from vla_edge.motors.feetech.emulator import ArmEmulator
+from vla_edge.motors.feetech.emulator import ArmEmulator, ServoPhysics
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--servos", type=int, default=6, help="number of servos (default 6)")
     parser.add_argument("--first-id", type=int, default=1, help="id of the first servo (default 1)")
     parser.add_argument("--position", type=int, default=2048, help="initial position in ticks (default 2048)")
-    parser.add_argument("--speed", type=float, default=3000.0, help="servo speed in ticks/s (default 3000)")
+    defaults = ServoPhysics()
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=defaults.max_speed,
+        help=f"no-load top speed in ticks/s (default {defaults.max_speed:.0f}: STS3215, 0.222 s/60° at 12 V)",
+    )
+    parser.add_argument(
+        "--acceleration",
+        type=float,
+        default=defaults.max_acceleration,
+        help=f"acceleration in ticks/s² when the Acceleration register is 0 (default {defaults.max_acceleration:.0f})",
+    )
+    parser.add_argument(
+        "--voltage", type=float, default=defaults.supply_voltage, help="supply voltage in volts (default 12)"
+    )
     parser.add_argument("--log-level", default="WARNING", help="logging level on stderr (default WARNING)")
     return parser
 
@@ -38,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         emulator = ArmEmulator(
-            args.servos, first_id=args.first_id, initial_position=args.position, speed_ticks_per_s=args.speed
+            args.servos,
+            first_id=args.first_id,
+            initial_position=args.position,
+            speed_ticks_per_s=args.speed,
+            acceleration_ticks_per_s2=args.acceleration,
         )
     except ValueError as exc:
         log.error("%s", exc)
@@ -52,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with emulator:
+            emulator.set_voltage(args.voltage)
             sys.stdout.write(emulator.device_path + "\n")
             sys.stdout.flush()
             while not stop.wait(0.5):
