@@ -25,6 +25,8 @@ from vla_edge.core.protocol import MessageType
 
 PUBLISH = "aws.greengrass#PublishToTopic"
 SUBSCRIBE = "aws.greengrass#SubscribeToTopic"
+PUBLISH_TO_IOT_CORE = "aws.greengrass#PublishToIoTCore"
+SUBSCRIBE_TO_IOT_CORE = "aws.greengrass#SubscribeToIoTCore"
 
 # The test components of tests/core/conftest.py (see its ``recipes`` fixture).
 ALPHA = "com.test.Alpha"
@@ -39,14 +41,22 @@ ALPHA_CONFIG: dict[str, Any] = {
 
 
 def write_recipe(directory: Path, name: str, configuration: dict[str, Any] | None = None,
-                 pubsub: Sequence[tuple[Sequence[str], Sequence[str]]] = (), version: str = "1.0.0") -> Path:
-    """A recipe whose DefaultConfiguration is ``configuration`` plus one pub/sub policy per (operations, resources)."""
+                 pubsub: Sequence[tuple[Sequence[str], Sequence[str]]] = (), version: str = "1.0.0",
+                 mqttproxy: Sequence[tuple[Sequence[str], Sequence[str]]] = ()) -> Path:
+    """A recipe whose DefaultConfiguration is ``configuration`` plus one policy per (operations, resources).
+
+    ``pubsub`` policies go under ``aws.greengrass.ipc.pubsub``, ``mqttproxy`` ones under
+    ``aws.greengrass.ipc.mqttproxy`` (PublishToIoTCore/SubscribeToIoTCore on MQTT topic filters).
+    """
     default = dict(configuration or {})
-    if pubsub:
-        default["accessControl"] = {"aws.greengrass.ipc.pubsub": {
-            f"{name}:pubsub:{index}": {"policyDescription": "test policy", "operations": list(ops),
-                                       "resources": list(resources)}
-            for index, (ops, resources) in enumerate(pubsub, start=1)}}
+    services = {"pubsub": pubsub, "mqttproxy": mqttproxy}
+    access = {f"aws.greengrass.ipc.{service}": {
+        f"{name}:{service}:{index}": {"policyDescription": "test policy", "operations": list(ops),
+                                      "resources": list(resources)}
+        for index, (ops, resources) in enumerate(policies, start=1)}
+        for service, policies in services.items() if policies}
+    if access:
+        default["accessControl"] = access
     recipe = {"RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": version,
               "ComponentConfiguration": {"DefaultConfiguration": default},
               "Manifests": [{"Platform": {"os": "linux"}, "Lifecycle": {}}]}

@@ -1,13 +1,19 @@
 """Greengrass semantics shared by the local core and the in-memory bus.
 
 Topic filters follow local pub/sub (MQTT style); configuration updates merge as the
-nucleus merges ``valueToMerge`` and deployment merge updates.
+nucleus merges ``valueToMerge`` and deployment merge updates. Topics for AWS IoT
+Core (the MQTT proxy) must also fit IoT Core's limits, which the nucleus checks
+before a message leaves the device: at most 256 bytes and 7 forward slashes, and
+a payload of at most 128 KiB.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from vla_edge.errors import BusError
@@ -56,3 +62,76 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+IOT_CORE_MAX_TOPIC_BYTES = 256
+IOT_CORE_MAX_SLASHES = 7
+IOT_CORE_MAX_PAYLOAD = 128 * 1024
+"""AWS IoT Core's message size limit; the nucleus's MQTT client refuses larger publishes."""
+_BASIC_INGEST_PREFIX = "$aws/rules/"
+
+
+def iot_core_topic_problem(topic: str, *, is_filter: bool = False) -> str | None:
+    """Why ``topic`` cannot go to AWS IoT Core, or None when it can.
+
+    The limits apply to the effective topic: for Basic Ingest (``$aws/rules/RULE/...``)
+    the first three levels do not count, as in IoT Core.
+    """
+    if not topic:
+        return "Topic must not be empty"
+    if not is_filter and ("+" in topic or "#" in topic):
+        return "Publish topics must not contain wildcard characters of '#' or '+'"
+    effective = topic
+    if topic.startswith(_BASIC_INGEST_PREFIX):
+        effective = topic[len(_BASIC_INGEST_PREFIX):].partition("/")[2]
+        if not effective:
+            return "Effective direct ingest topic (without '$aws/rules/rule-name/' prefix) is empty"
+    if effective.count("/") > IOT_CORE_MAX_SLASHES:
+        return f"The request topic must have no more than {IOT_CORE_MAX_SLASHES} forward slashes (/)"
+    if len(effective.encode("utf-8")) > IOT_CORE_MAX_TOPIC_BYTES:
+        return f"The topic size of request must be no larger than {IOT_CORE_MAX_TOPIC_BYTES} bytes of UTF-8"
+    if is_filter:
+        try:
+            validate_filter(topic)
+        except BusError as exc:
+            return str(exc)
+    return None
+
+
+def iot_core_payload(payload: Any) -> bytes:
+    """The bytes a component's payload becomes on the wire to IoT Core: a dict as compact UTF-8 JSON."""
+    if isinstance(payload, dict):
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise BusError(f"payload must be a dict or bytes, not {type(payload).__name__}")
+
+
+@dataclass(frozen=True)
+class IotCoreMessage:
+    """One message a component published to AWS IoT Core (recorded locally: there is no cloud here)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    component: str
+    retain: bool = False
+    timestamp: float = 0.0
+    """Seconds since the epoch when the core (or in-memory broker) accepted it."""
+
+    def json(self) -> Any:
+        """The payload parsed as JSON (a ValueError when it is not JSON)."""
+        return json.loads(self.payload)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-clean record: the payload as ``json`` when it parses, else ``text``, else ``base64``."""
+        record: dict[str, Any] = {"timestamp": self.timestamp, "component": self.component, "topic": self.topic,
+                                  "qos": self.qos, "retain": self.retain}
+        try:
+            record["json"] = json.loads(self.payload)
+        except ValueError:
+            try:
+                record["text"] = self.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                record["base64"] = base64.b64encode(self.payload).decode("ascii")
+        return record

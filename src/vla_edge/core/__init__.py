@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from vla_edge.core.operations import ValidityReport
     from vla_edge.core.protocol import Limits
     from vla_edge.core.server import MONITOR_COMPONENT, LocalCore, component_environment, read_core_file
+    from vla_edge.core.updates import UpdateOutcome, UpdateResponse
 
-__all__ = ["LocalCore", "Limits", "ValidityReport", "MONITOR_COMPONENT", "component_environment", "read_core_file"]
+__all__ = ["LocalCore", "Limits", "ValidityReport", "UpdateOutcome", "UpdateResponse", "MONITOR_COMPONENT",
+           "component_environment", "read_core_file"]
 
 _HOMES = {
     "LocalCore": "vla_edge.core.server",
@@ -26,6 +28,8 @@ _HOMES = {
     "read_core_file": "vla_edge.core.server",
     "Limits": "vla_edge.core.protocol",
     "ValidityReport": "vla_edge.core.operations",
+    "UpdateOutcome": "vla_edge.core.updates",
+    "UpdateResponse": "vla_edge.core.updates",
 }
 
 

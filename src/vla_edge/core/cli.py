@@ -1,7 +1,9 @@
-"""``vla-edge core``: run the local Greengrass core, or print a component's environment.
+"""``vla-edge core``: run the local Greengrass core, print a component's environment, or play a deployment.
 
-    vla-edge core serve --run-dir DIR --recipe PATH [--recipe PATH ...] [--overrides FILE]
+    vla-edge core serve --run-dir DIR --recipe PATH [--recipe PATH ...] [--overrides FILE] [--thing-name NAME]
     vla-edge core env COMPONENT --run-dir DIR
+    vla-edge core deploy --run-dir DIR [--deployment-id ID] [--timeout S] [--recheck-min S] [--max-wait S]
+                         [--ggc-restarting] [--json]
 
 ``serve`` runs until SIGINT or SIGTERM and exits 0 after a clean stop (1 when the
 core cannot start). ``env`` prints ``export KEY=VALUE`` lines (shell-quoted) so a
@@ -10,6 +12,16 @@ component can be started by hand, e.g. under a debugger::
     eval "$(vla-edge core env com.vlaedge.Camera --run-dir /tmp/vla)"
     python -m vla_edge.components.camera
 
+``deploy`` plays the component-update step of a deployment on the running core
+(through its control socket): components subscribed to component updates get
+pre-update events until none defers, then the post-update event. It prints who
+deferred and why, and how long the update waited (``--json``: the whole
+outcome), and exits 0 once the update went ahead, 1 on errors. ``--timeout`` is
+the deployment's componentUpdatePolicy timeout (default 60 s) for each round of
+answers; ``--max-wait`` caps the whole wait (the nucleus has no such cap).
+Interrupting ``deploy`` cancels the step; subscribers then get the post-update
+event at once.
+
 The top-level ``vla-edge`` command dispatches ``vla-edge core ...`` to :func:`main`
 with the arguments after ``core``.
 """
@@ -17,7 +29,9 @@ with the arguments after ``core``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -32,7 +46,7 @@ log = logging.getLogger("vla_edge.core")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-edge core", description="Local Greengrass core for development and CI.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,env}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,env,deploy}")
     serve = commands.add_parser("serve", help="serve Greengrass IPC for the given recipes until SIGINT/SIGTERM")
     serve.add_argument("--run-dir", required=True, help="directory for ipc.socket and core.json (created 0700)")
     serve.add_argument("--recipe", action="append", required=True, metavar="PATH",
@@ -46,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser("env", help="print `export` lines that let a process connect as COMPONENT")
     env.add_argument("component", help="component name, e.g. com.vlaedge.Camera, or vla-edge.Monitor")
     env.add_argument("--run-dir", required=True, help="run directory of a running `vla-edge core serve`")
+    deploy = commands.add_parser("deploy", help="play a deployment's component-update step on a running core")
+    deploy.add_argument("--run-dir", required=True, help="run directory of a running `vla-edge core serve`")
+    deploy.add_argument("--deployment-id", default=None, help="deployment id sent to components (default: random)")
+    deploy.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                        help="componentUpdatePolicy timeout: how long each round waits for answers (default 60)")
+    deploy.add_argument("--recheck-min", type=float, default=1.0, metavar="S",
+                        help="shortest pause before re-asking a component that deferred (default 1, as the nucleus)")
+    deploy.add_argument("--max-wait", type=float, default=None, metavar="S",
+                        help="proceed after this long even if components still defer (default: wait as they ask)")
+    deploy.add_argument("--ggc-restarting", action="store_true", help="set isGgcRestarting in pre-update events")
+    deploy.add_argument("--json", action="store_true", help="print the outcome as JSON")
     return parser
 
 
@@ -54,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == "env":
         return _env(args)
+    if args.command == "deploy":
+        return _deploy(args)
     return _serve(args)
 
 
@@ -66,6 +93,40 @@ def _env(args: argparse.Namespace) -> int:
         sys.stderr.write(f"vla-edge core env: {exc}\n")
         return 1
     sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items()))
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from vla_edge.core.control import CONTROL_SOCKET_NAME, UPDATE_COMPONENTS, control_request
+    from vla_edge.core.environment import read_core_file
+    from vla_edge.core.updates import UpdateOutcome
+
+    request = {"op": UPDATE_COMPONENTS, "deploymentId": args.deployment_id, "timeoutS": args.timeout,
+               "recheckMinS": args.recheck_min, "maxWaitS": args.max_wait, "ggcRestarting": args.ggc_restarting}
+    try:
+        document = read_core_file(args.run_dir)
+        socket_path = document.get("controlSocketPath") or os.path.join(args.run_dir, CONTROL_SOCKET_NAME)
+        answer = control_request(socket_path, request)
+    except VlaEdgeError as exc:
+        sys.stderr.write(f"vla-edge core deploy: {exc}\n")
+        return 1
+    if not answer.get("ok"):
+        sys.stderr.write(f"vla-edge core deploy: {answer.get('error', answer)}\n")
+        return 1
+    outcome = UpdateOutcome.from_dict(answer["outcome"])
+    if args.json:
+        sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
+        return 0
+    headline = (f"deployment {outcome.deployment_id}: update went ahead after {outcome.waited_s:.1f} s "
+                f"({outcome.reason.replace('_', ' ')}; {outcome.rounds} pre-update event(s))")
+    lines = [headline]
+    lines.append(f"  notified: {', '.join(outcome.notified) or 'nobody subscribed to component updates'}")
+    for response in outcome.deferrals:
+        lines.append(f"  deferred by {response.component} for {response.recheck_after_ms} ms at "
+                     f"{response.at_s:.1f} s: {response.message or '(no message)'}")
+    if outcome.unanswered:
+        lines.append(f"  no answer from: {', '.join(outcome.unanswered)}")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 

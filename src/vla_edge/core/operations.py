@@ -4,7 +4,8 @@ Served: PublishToTopic, SubscribeToTopic (pub/sub service ``aws.greengrass.ipc.p
 authorized by recipe policies), GetConfiguration, UpdateConfiguration,
 SubscribeToConfigurationUpdate, SubscribeToValidateConfigurationUpdates,
 SendConfigurationValidityReport and UpdateState (no policy needed, as on the
-nucleus). Any other operation gets the event-stream server's "Unsupported
+nucleus); :meth:`CoreServices.serve` adds those of :mod:`vla_edge.core.updates`
+and :mod:`vla_edge.core.mqtt`. Any other operation gets the event-stream server's "Unsupported
 Operation" answer, as a nucleus without the plugin that serves it would give.
 
 Everything here runs on the core's event loop thread; the only thread-safe
@@ -91,7 +92,7 @@ class CoreServices(Router):
         self._pending_reports: dict[tuple[str, str], asyncio.Future[ValidityReport]] = {}
         self._states: dict[str, tuple[str, float]] = {}
         self._states_changed = threading.Condition()
-        self.operations = {
+        self.operations: dict[str, Operation] = {
             PUBLISH_TO_TOPIC: Operation(NS + "PublishToTopicResponse", self.publish_to_topic),
             SUBSCRIBE_TO_TOPIC: Operation(NS + "SubscribeToTopicResponse", self.subscribe_to_topic, streaming=True),
             GET_CONFIGURATION: Operation(NS + "GetConfigurationResponse", self.get_configuration),
@@ -107,6 +108,13 @@ class CoreServices(Router):
 
     def authenticate(self, token: str) -> str | None:
         return self._principals.get(token)
+
+    def serve(self, operations: Mapping[str, Operation]) -> None:
+        """Add operations implemented elsewhere (component updates, the MQTT proxy) to this router."""
+        clashing = set(operations) & set(self.operations)
+        if clashing:
+            raise ValueError(f"operations served twice: {sorted(clashing)}")
+        self.operations.update(operations)
 
     # -- pub/sub --------------------------------------------------------------------------------------
 

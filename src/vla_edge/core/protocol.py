@@ -127,6 +127,14 @@ class Stats:
     errors_returned: int = 0
     published: int = 0
     delivered: int = 0
+    iot_core_published: int = 0
+    """Messages accepted by PublishToIoTCore (recorded locally; there is no cloud connection)."""
+    iot_core_delivered: int = 0
+    """IoT Core messages handed to SubscribeToIoTCore streams."""
+    component_updates: int = 0
+    """Component-update steps finished (post-update events sent)."""
+    update_deferrals: int = 0
+    """DeferComponentUpdate calls that asked for more time (recheckAfterMs > 0)."""
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.__dict__)

@@ -5,11 +5,20 @@ protocol, so components use the unmodified awsiotsdk client exactly as on a
 device; only the environment they are started with differs (see
 :func:`component_environment`).
 
-The run directory is created with mode 0700 and the socket and ``core.json``
+Besides pub/sub, configuration and lifecycle state it serves component updates
+(:mod:`vla_edge.core.updates`; :meth:`LocalCore.update_components` plays a
+deployment's update step) and the MQTT proxy to AWS IoT Core
+(:mod:`vla_edge.core.mqtt`; with no cloud here, publishes are recorded, see
+:meth:`LocalCore.iot_core_messages` and ``<run_dir>/iot-core.jsonl``). A second
+socket, ``<run_dir>/ctl.socket`` (:mod:`vla_edge.core.control`), lets another
+process start an update step: ``vla-edge core deploy``.
+
+The run directory is created with mode 0700 and the sockets and ``core.json``
 with 0600: the socket is the whole security boundary of IPC, and ``core.json``
 holds every component's token. ``core.json`` looks like::
 
     {"format": 1, "socketPath": "/run/dir/ipc.socket", "pid": 4242,
+     "controlSocketPath": "/run/dir/ctl.socket",
      "thingName": "vla-edge-local", "region": "us-east-1",
      "components": {"com.vlaedge.Camera": {"version": "0.1.0", "token": "..."},
                     "vla-edge.Monitor": {"version": null, "token": "..."}}}
@@ -29,33 +38,48 @@ ceiling of awscrt's own event-stream library) drops the connection. Large data
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
 import secrets
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from vla_edge.bus.semantics import IotCoreMessage, iot_core_payload, iot_core_topic_problem
 from vla_edge.core.acl import PUBSUB_SERVICE, AccessControl, Policy, parse_access_control
 from vla_edge.core.configstore import ConfigStore
+from vla_edge.core.control import CONTROL_SOCKET_NAME, ControlServer
+from vla_edge.core.environment import (  # re-exported: callers import these from here
+    CORE_FILE,
+    DEFAULT_REGION,
+    DEFAULT_THING_NAME,
+    component_environment,
+    environment_for,
+    read_core_file,
+    unknown_component,
+)
+from vla_edge.core.mqtt import IotCoreProxy
 from vla_edge.core.operations import SUBSCRIBE_TO_TOPIC, CoreServices, ValidityReport
 from vla_edge.core.protocol import Limits, Stats
 from vla_edge.core.recipes import Recipe, load_overrides, load_recipe, resolve_configurations
 from vla_edge.core.rpc import Connection
-from vla_edge.errors import ConfigurationError, CoreError
+from vla_edge.core.updates import DEFAULT_RECHECK_MIN_S, DEFAULT_TIMEOUT_S, ComponentUpdates, UpdateOutcome
+from vla_edge.errors import BusError, ConfigurationError, CoreError
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "ipc.socket"
-CORE_FILE = "core.json"
+IOT_CORE_LOG = "iot-core.jsonl"
+"""Every message published to IoT Core, one JSON object a line (kept after the core stops)."""
 MONITOR_COMPONENT = "vla-edge.Monitor"
 """Built-in read-only identity: may only subscribe, and only under ``vla-edge/#``."""
-DEFAULT_THING_NAME = "vla-edge-local"
-DEFAULT_REGION = "us-east-1"
 _MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+_T = TypeVar("_T")
 
 
 class LocalCore:
@@ -72,6 +96,7 @@ class LocalCore:
                  limits: Limits | None = None) -> None:
         self.run_dir = Path(run_dir).absolute()
         self.socket_path = self.run_dir / SOCKET_NAME
+        self.control_path = self.run_dir / CONTROL_SOCKET_NAME
         self.core_file = self.run_dir / CORE_FILE
         self.thing_name = thing_name
         self.region = region
@@ -93,6 +118,11 @@ class LocalCore:
         self.versions[MONITOR_COMPONENT] = None
         self.stats_counters = Stats()
         self.services = CoreServices(self.tokens, ConfigStore(configurations), self.acl, self.stats_counters)
+        self.updates = ComponentUpdates(self.stats_counters)
+        self.iot_core = IotCoreProxy(self.acl, self.stats_counters, self.run_dir / IOT_CORE_LOG)
+        self.services.serve(self.updates.operations)
+        self.services.serve(self.iot_core.operations)
+        self._control = ControlServer(self.control_path, self.updates)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -139,7 +169,7 @@ class LocalCore:
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(timeout)
         self._thread = None
-        for path in (self.socket_path, self.core_file):
+        for path in (self.socket_path, self.control_path, self.core_file):
             path.unlink(missing_ok=True)
         self._stopped.set()
         log.info("local Greengrass core stopped; %s", self.stats())
@@ -161,18 +191,18 @@ class LocalCore:
         try:
             return self.tokens[component]
         except KeyError:
-            raise ConfigurationError(_unknown(component, self.tokens)) from None
+            raise ConfigurationError(unknown_component(component, self.tokens)) from None
 
     def environment(self, component: str) -> dict[str, str]:
         """The environment a process needs to connect as ``component`` (see :func:`component_environment`)."""
-        return _environment(str(self.socket_path), self.token(component), self.thing_name, self.region)
+        return environment_for(str(self.socket_path), self.token(component), self.thing_name, self.region)
 
     def configuration(self, component: str) -> dict[str, Any]:
         """The component's current configuration (a copy)."""
         try:
             return self.services.store.snapshot(component)
         except KeyError:
-            raise ConfigurationError(_unknown(component, self.tokens)) from None
+            raise ConfigurationError(unknown_component(component, self.tokens)) from None
 
     def component_states(self) -> dict[str, str]:
         """Component -> last state it reported with UpdateState (RUNNING/ERRORED)."""
@@ -182,8 +212,46 @@ class LocalCore:
         return self.services.wait_for_state(component, state, timeout)
 
     def stats(self) -> dict[str, int]:
-        """Counters: connections, protocol errors, oversized messages, dropped events, publishes..."""
+        """Counters: connections, protocol errors, dropped events, publishes, IoT Core publishes, updates..."""
         return self.stats_counters.snapshot()
+
+    def iot_core_messages(self) -> list[IotCoreMessage]:
+        """What components published to AWS IoT Core (recorded, not sent), oldest first; the last 1000."""
+        return self.iot_core.messages()
+
+    def deliver_from_iot_core(self, topic: str, payload: dict[str, Any] | bytes) -> int:
+        """Play a message arriving from AWS IoT Core on ``topic``; returns how many subscriptions got it."""
+        problem = iot_core_topic_problem(topic)
+        if problem is not None:
+            raise BusError(problem)
+        body = iot_core_payload(payload)
+        return self._call(self._on_loop(lambda: self.iot_core.deliver(topic, body)), 10.0)
+
+    def update_subscribers(self) -> list[str]:
+        """Components with an open SubscribeToComponentUpdates stream: who an update step would ask."""
+        return self._call(self._on_loop(self.updates.subscribers), 10.0)
+
+    def update_components(self, deployment_id: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                          recheck_min_s: float = DEFAULT_RECHECK_MIN_S, max_wait_s: float | None = None,
+                          ggc_restarting: bool = False, update: Callable[[], object] | None = None
+                          ) -> UpdateOutcome:
+        """Play a deployment's component-update step; blocks until it is over (see :mod:`vla_edge.core.updates`).
+
+        Subscribers get pre-update events until none defers (``timeout_s`` is the deployment's
+        componentUpdatePolicy timeout for each round of answers); then ``update`` (if given) runs
+        on this thread, then the post-update event is sent, even when ``update`` raises.
+        ``max_wait_s`` caps the whole wait, which the nucleus does not do. Only one update step
+        runs at a time; a second is a CoreError.
+        """
+        deployment_id = deployment_id or str(uuid.uuid4())
+        outcome = self._call(self.updates.negotiate(deployment_id, timeout_s=timeout_s, recheck_min_s=recheck_min_s,
+                                                    max_wait_s=max_wait_s, ggc_restarting=ggc_restarting), None)
+        try:
+            if update is not None:
+                update()
+        finally:
+            self._call(self._on_loop(lambda: self.updates.finish(deployment_id)), 10.0)
+        return outcome
 
     def propose_configuration(self, component: str, configuration: Mapping[str, Any], timeout: float = 10.0, *,
                               apply: bool = False) -> ValidityReport | None:
@@ -196,7 +264,7 @@ class LocalCore:
         CoreError.
         """
         if component not in self.tokens:
-            raise ConfigurationError(_unknown(component, self.tokens))
+            raise ConfigurationError(unknown_component(component, self.tokens))
         loop = self._require_loop()
         proposal = json.loads(json.dumps(dict(configuration)))  # a JSON-clean copy, as it would travel
         future = asyncio.run_coroutine_threadsafe(self._propose(component, proposal, timeout, apply), loop)
@@ -220,6 +288,26 @@ class LocalCore:
             raise CoreError("the local core is not running: call start() first")
         return self._loop
 
+    @staticmethod
+    async def _on_loop(function: Callable[[], _T]) -> _T:
+        return function()
+
+    def _call(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
+        """Run ``coroutine`` on the core's loop and wait for it; the core stopping meanwhile is a CoreError."""
+        try:
+            loop = self._require_loop()
+        except CoreError:
+            coroutine.close()
+            raise
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            raise CoreError("the local core stopped before the request finished") from None
+        except TimeoutError:
+            future.cancel()
+            raise CoreError(f"the local core did not answer within {timeout:g} s") from None
+
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -228,7 +316,10 @@ class LocalCore:
                 lambda: Connection(self.services, self.limits, self.stats_counters, self._connections),
                 path=str(self.socket_path)))
             os.chmod(self.socket_path, 0o600)
+            loop.run_until_complete(self._control.start())
         except BaseException as exc:  # report any failure to the starting thread
+            if self._server is not None:
+                self._server.close()
             failure.append(exc)
             ready.set()
             loop.close()
@@ -245,6 +336,7 @@ class LocalCore:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+        self._control.close()
         for connection in list(self._connections):
             connection.close()
         for _ in range(100):  # close() flushes first; give clients up to 2 s to be written to
@@ -267,6 +359,7 @@ class LocalCore:
             probe.connect(str(self.socket_path))
         except OSError:
             self.socket_path.unlink(missing_ok=True)  # left by a core that died
+            self.control_path.unlink(missing_ok=True)
         else:
             raise CoreError(f"another core is already serving {self.socket_path}; stop it or use another --run-dir")
         finally:
@@ -277,6 +370,7 @@ class LocalCore:
             "format": 1,
             "socketPath": str(self.socket_path),
             "pid": os.getpid(),
+            "controlSocketPath": str(self.control_path),
             "thingName": self.thing_name,
             "region": self.region,
             "components": {name: {"version": self.versions.get(name), "token": token}
@@ -290,47 +384,5 @@ class LocalCore:
         os.replace(temporary, self.core_file)
 
 
-def read_core_file(run_dir: str | Path) -> dict[str, Any]:
-    """The ``core.json`` of a running core, with a clear error when there is none."""
-    path = Path(run_dir).absolute() / CORE_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CoreError(f"no local core is running in {path.parent} ({CORE_FILE} not found): start one with "
-                        f"`vla-edge core serve --run-dir {path.parent} --recipe ...` or `vla-edge up`") from None
-    except (OSError, ValueError) as exc:
-        raise CoreError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(document, dict) or not isinstance(document.get("components"), dict):
-        raise CoreError(f"{path} is not a vla-edge core file")
-    return document
-
-
-def component_environment(run_dir: str | Path, component_name: str) -> dict[str, str]:
-    """Environment variables the nucleus gives a component process, for ``component_name`` of the core in ``run_dir``.
-
-    ``AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT`` and ``SVCUID`` are what the SDK
-    client reads; the rest (thing name, region, the TES token variable) are set as the
-    nucleus sets them so component code that reads them behaves as on a device.
-    """
-    document = read_core_file(run_dir)
-    components = document["components"]
-    if component_name not in components:
-        raise ConfigurationError(_unknown(component_name, components))
-    return _environment(document["socketPath"], components[component_name]["token"],
-                        document.get("thingName", DEFAULT_THING_NAME), document.get("region", DEFAULT_REGION))
-
-
-def _environment(socket_path: str, token: str, thing_name: str, region: str) -> dict[str, str]:
-    return {
-        "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": socket_path,
-        "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH": socket_path,
-        "SVCUID": token,
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
-        "AWS_IOT_THING_NAME": thing_name,
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-    }
-
-
-def _unknown(component: str, known: Mapping[str, Any]) -> str:
-    return f"unknown component {component!r}; the core knows: {', '.join(sorted(known)) or 'none'}"
+__all__ = ["CORE_FILE", "DEFAULT_REGION", "DEFAULT_THING_NAME", "MONITOR_COMPONENT", "SOCKET_NAME", "LocalCore",
+           "component_environment", "read_core_file"]
