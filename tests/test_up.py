@@ -3,10 +3,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.so101_calibration import SO101_CALIBRATION, calibration, write_calibration
 
 from vla_edge.cli import main
+from vla_edge.components.actuator.config import ActuatorConfig
+from vla_edge.components.actuator.units import JointUnits
+from vla_edge.components.base import load_config
+from vla_edge.core.server import LocalCore
 from vla_edge.errors import ConfigurationError
-from vla_edge.up import UpOptions, build_overrides, camera_source, find_recipes_dir
+from vla_edge.up import (
+    COMPONENTS,
+    UpOptions,
+    build_overrides,
+    camera_source,
+    find_recipes_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,5 +74,51 @@ def test_cli_help_and_missing_command(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as info:
         main(["up", "--help"])
     assert info.value.code == 0
-    assert "--duration" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "--duration" in help_text and "--calibration" in help_text
     assert main([]) == 2
+
+
+# --- --calibration: the actuator starts with a LeRobot calibration inline ---------------------------
+
+
+def test_calibration_goes_inline_into_the_actuator_the_core_serves(tmp_path: Path) -> None:
+    """What the actuator reads from the local core at start validates and has the file's joint units."""
+    calibration = write_calibration(tmp_path / "so101.json")
+    overrides = build_overrides(UpOptions(calibration=calibration), "/dev/pts/9", tmp_path / "frames")
+    assert overrides["com.vlaedge.Actuator"] == {
+        "serialPort": "/dev/pts/9", "calibration": SO101_CALIBRATION, "calibrationFile": ""}  # fmt: skip
+    recipes = [ROOT / "components" / c.recipe_dir / "recipe.yaml" for c in COMPONENTS]
+    with LocalCore(tmp_path / "run", recipes, overrides) as core:
+        served = core.configuration("com.vlaedge.Actuator")
+    config = load_config(ActuatorConfig, served)
+    assert config.calibration == SO101_CALIBRATION and config.serial_port == "/dev/pts/9"
+    from_file = load_config(ActuatorConfig, {"calibrationFile": str(calibration)})
+    ours, theirs = JointUnits.from_config(config), JointUnits.from_config(from_file)
+    assert ours.modes == theirs.modes
+    for index in range(len(ours.names)):
+        assert [ours.to_units(index, ticks) for ticks in range(0, 4096, 97)] == [
+            theirs.to_units(index, ticks) for ticks in range(0, 4096, 97)
+        ]
+
+
+def test_calibration_is_checked_against_the_joints_of_the_config_file(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "com.vlaedge.Actuator:\n  joints:\n    - {name: shoulder_pan, id: 1, minDeg: -90, maxDeg: 90}\n"
+    )
+    calibration = write_calibration(tmp_path / "so101.json")
+    overrides = build_overrides(UpOptions(calibration=calibration, config=extra), "/dev/null", tmp_path)
+    assert list(overrides["com.vlaedge.Actuator"]["calibration"]) == ["shoulder_pan"]
+    extra.write_text("com.vlaedge.Actuator:\n  calibrationFile: /some/where.json\n")
+    with pytest.raises(ConfigurationError, match="keep one"):
+        build_overrides(UpOptions(calibration=calibration, config=extra), "/dev/null", tmp_path)
+
+
+def test_bad_calibration_exits_2_before_anything_starts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = write_calibration(tmp_path / "bad.json", calibration(shoulder_pan={"id": 4}))
+    assert main(["up", "--calibration", str(bad), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "--calibration: calibration file" in caplog.text and "other servo ids" in caplog.text
+    assert main(["up", "--calibration", str(tmp_path / "missing.json"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "missing.json does not exist" in caplog.text
+    assert not (tmp_path / "run").exists()  # no core, no emulator, no run directory

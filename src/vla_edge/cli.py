@@ -17,7 +17,7 @@ _DELEGATED = {
     "core": "the local Greengrass core (development and CI stand-in for the nucleus)",
     "camera": "list this machine's cameras, or write one frame of a configured camera to a file",
     "emulate-arm": "serve an emulated SO-101 arm (six STS3215 servos) on a pseudo-terminal",
-    "arm": "show the arm's servos (status), switch torque off, or move safely to a named pose",
+    "arm": "the arm's servos in joint units (status), torque off, safe poses, LeRobot calibration import",
 }
 
 
@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--run-dir", type=Path, metavar="DIR", help="where the socket, tokens and logs go (default: a new temp dir)")
     up.add_argument("--recipes", type=Path, metavar="DIR", help="folder of component recipes (default: ./components)")
     up.add_argument("--cache-dir", type=Path, metavar="DIR", help="model cache (default: $VLA_EDGE_CACHE or ~/.cache/vla-edge)")
+    up.add_argument(
+        "--calibration", type=Path, metavar="FILE",
+        help="LeRobot calibration JSON (lerobot-calibrate output) for the actuator, inline; checked first (exit 2 if bad)",
+    )  # fmt: skip
     for name, text in _DELEGATED.items():
         commands.add_parser(name, help=text, add_help=False)
     return parser
@@ -71,7 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir=args.run_dir,
         recipes_dir=args.recipes,
         cache_dir=args.cache_dir,
+        calibration=args.calibration,
     )
+    if options.calibration is not None:
+        from vla_edge.up import build_overrides
+
+        try:  # a bad calibration is the user's to fix: say so before anything starts
+            build_overrides(options, "/dev/null", Path("/dev/null"))
+        except VlaEdgeError as exc:
+            log.error("%s", exc)
+            return 2
     try:
         return run_up(options)
     except VlaEdgeError as exc:

@@ -9,6 +9,12 @@ Order of events:
 4. watch the bus read-only (:mod:`vla_edge.monitor`); ``--duration`` counts from the
    moment every component reports RUNNING;
 5. stop in reverse order (components get SIGTERM: the arm holds, then torque goes off).
+
+``--calibration FILE`` (a LeRobot calibration JSON) starts the actuator with that calibration
+inline in its ``calibration`` key, as a deployment made with ``vla-edge arm calibration import``
+would, after checking it against the actuator's joints. It is an override rather than an update
+of a running suite because the actuator reads its configuration once, when it starts, and the
+local core, like the nucleus, lets a component change only its own configuration.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +41,8 @@ from vla_edge.supervisor import ProcessSpec, ProcessStatus, Supervisor, terminat
 log = logging.getLogger(__name__)
 
 MONITOR_IDENTITY = "vla-edge.Monitor"
+ACTUATOR = "com.vlaedge.Actuator"
+CALIBRATION_KEYS = ("calibration", "calibrationFile")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class UpOptions:
     run_dir: Path | None = None
     recipes_dir: Path | None = None
     cache_dir: Path | None = None
+    calibration: Path | None = None
+    """A LeRobot calibration JSON the actuator gets inline (see the module docstring)."""
     startup_timeout_s: float = 180.0
     status_stream: IO[str] = field(default_factory=lambda: sys.stderr)
 
@@ -120,7 +131,38 @@ def build_overrides(options: UpOptions, serial_port: str, frame_dir: Path) -> di
             raise ConfigurationError(f"--config {options.config} must map component names to configuration objects")
         for component, values in extra.items():
             overrides.setdefault(component, {}).update(values)
+    if options.calibration is not None:
+        actuator = overrides.setdefault(ACTUATOR, {})
+        given = [key for key in CALIBRATION_KEYS if actuator.get(key)]
+        if given:
+            raise ConfigurationError(
+                f"--calibration and the {ACTUATOR} {'/'.join(given)} of --config {options.config} both give a "
+                "calibration; keep one"
+            )
+        actuator["calibration"] = calibration_override(options.calibration, actuator)
+        actuator["calibrationFile"] = ""
     return overrides
+
+
+def calibration_override(path: Path, actuator: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """``--calibration FILE`` as the actuator's inline calibration, checked against its joints (the
+    actuator's defaults with ``actuator``'s overrides on top) as ``vla-edge arm calibration import`` does."""
+    from vla_edge.components.actuator.config import ActuatorConfig
+    from vla_edge.components.base import load_config
+    from vla_edge.motors.feetech.arm_calibration import (
+        calibrated_config,
+        inline_calibration,
+    )
+    from vla_edge.motors.feetech.arm_setup import ArmCliError, ArmSetup
+
+    raw = {key: value for key, value in actuator.items() if key not in CALIBRATION_KEYS}
+    config = load_config(ActuatorConfig, raw)
+    try:
+        inline = inline_calibration(path, config)
+        calibrated_config(ArmSetup(config, raw), inline)
+    except ArmCliError as exc:
+        raise ConfigurationError(f"--calibration: {exc}") from exc
+    return inline
 
 
 class _Emulator:
