@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from vla_edge.components.actuator.calibration import MotorCalibration, load_calibration, parse_calibration
 from vla_edge.components.actuator.merge import MergeName
@@ -114,7 +114,7 @@ class ActuatorConfig(ConfigModel):
     max_lead_s: float = Field(default=5.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """A chunk whose ``tStart`` is more than this ahead of the actuator's clock is rejected
     (``chunks_dropped.far_future``): the clocks of inference and actuator disagree."""
-    calibration: dict[str, dict[str, int]] = Field(default_factory=dict)
+    calibration: dict[str, dict[str, StrictInt]] = Field(default_factory=dict)
     """This arm's LeRobot calibration inline, as ``lerobot-calibrate`` writes it (motor name ->
     ``id``, ``drive_mode``, ``homing_offset``, ``range_min``, ``range_max``): the form a deployment
     carries to a fleet (``vla-edge arm calibration`` produces the configuration update). Empty: none.
