@@ -35,13 +35,16 @@ from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 from vla_edge.bus.base import (
     Bus,
     ComponentState,
+    ComponentUpdateEvent,
+    ComponentUpdateHandler,
     ConfigurationHandler,
     MessageHandler,
     Payload,
+    QoS,
     Subscription,
     ValidationHandler,
 )
-from vla_edge.bus.semantics import validate_filter, validate_topic
+from vla_edge.bus.semantics import iot_core_publish, validate_filter, validate_topic
 from vla_edge.errors import AccessDenied, BusError, ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -224,6 +227,40 @@ class GreengrassIpcBus(Bus):
 
     def update_state(self, state: ComponentState) -> None:
         self._call(f"report state {state}", lambda: self._client.update_state(state=state))
+
+    # -- component updates ----------------------------------------------------------------------------
+
+    def subscribe_to_component_updates(self, handler: ComponentUpdateHandler) -> Subscription:
+        def on_event(event: model.ComponentUpdatePolicyEvents) -> None:
+            if event.pre_update_event is not None:
+                pre = event.pre_update_event
+                update = ComponentUpdateEvent("pre", pre.deployment_id or "", bool(pre.is_ggc_restarting))
+            elif event.post_update_event is not None:
+                update = ComponentUpdateEvent("post", event.post_update_event.deployment_id or "")
+            else:
+                log.warning("empty component update event ignored")
+                return
+            _guarded(handler, "component update handler", update)
+
+        what = "component updates"
+        _response, operation = self._call(f"subscribe to {what}", lambda: self._client.subscribe_to_component_updates(
+            on_stream_event=on_event, on_stream_error=_stream_error(what), on_stream_closed=_stream_closed(what)))
+        return self._remember(_IpcSubscription(self, operation, what))
+
+    def defer_component_update(self, deployment_id: str, message: str | None = None,
+                               recheck_after_ms: int = 0) -> None:
+        if recheck_after_ms < 0:
+            raise BusError(f"recheck_after_ms must not be negative, got {recheck_after_ms}")
+        self._call(f"answer the pre-update event of deployment {deployment_id}",
+                   lambda: self._client.defer_component_update(deployment_id=deployment_id, message=message,
+                                                               recheck_after_ms=int(recheck_after_ms)))
+
+    # -- AWS IoT Core ---------------------------------------------------------------------------------
+
+    def publish_to_iot_core(self, topic: str, payload: Payload, qos: QoS = 1) -> None:
+        body = iot_core_publish(topic, payload, qos)
+        self._call(f"publish to IoT Core topic {topic!r}", lambda: self._client.publish_to_iot_core(
+            topic_name=topic, qos=str(qos), payload=body))
 
     def close(self) -> None:
         with self._lock:

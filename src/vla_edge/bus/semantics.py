@@ -107,6 +107,20 @@ def iot_core_payload(payload: Any) -> bytes:
     raise BusError(f"payload must be a dict or bytes, not {type(payload).__name__}")
 
 
+def iot_core_publish(topic: str, payload: Any, qos: Any) -> bytes:
+    """Check a publish to IoT Core as the nucleus would before sending it; returns the payload's bytes."""
+    problem = iot_core_topic_problem(topic)
+    if problem is not None:
+        raise BusError(f"cannot publish to IoT Core topic {topic!r}: {problem}")
+    if qos not in (0, 1) or isinstance(qos, bool):
+        raise BusError(f"qos must be 0 (at most once) or 1 (at least once), got {qos!r}")
+    body = iot_core_payload(payload)
+    if len(body) > IOT_CORE_MAX_PAYLOAD:
+        raise BusError(f"payload of {len(body)} bytes exceeds AWS IoT Core's limit of {IOT_CORE_MAX_PAYLOAD} bytes; "
+                       "send a reference (e.g. an S3 key) instead")
+    return body
+
+
 @dataclass(frozen=True)
 class IotCoreMessage:
     """One message a component published to AWS IoT Core (recorded locally: there is no cloud here)."""
