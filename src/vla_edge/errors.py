@@ -17,6 +17,8 @@ visible. Messages say what went wrong *and what to do about it*.
     │   └── AccessDenied        the recipe does not grant the operation
     ├── HardwareError           serial bus, servos, cameras
     │   ├── ServoBusError
+    │   │   ├── ServoCommError  no usable status packet, port still open (timeout, corrupt): retryable
+    │   │   └── ServoFault      status packets arrived carrying error bits (overheat, overload...)
     │   ├── FrameUnavailable    a frame cannot be read from a camera's shared-memory ring
     │   │   ├── FrameOverwritten    that frame's slot already holds a newer frame
     │   │   └── FrameNotReady       that frame has not been written yet
@@ -32,6 +34,8 @@ visible. Messages say what went wrong *and what to do about it*.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class VlaEdgeError(Exception):
@@ -82,6 +86,33 @@ class HardwareError(VlaEdgeError):
 
 class ServoBusError(HardwareError):
     """A Feetech servo bus transaction failed (timeout, checksum, error bits, port gone)."""
+
+
+class ServoCommError(ServoBusError):
+    """A transaction got no usable status packet while the port stayed open.
+
+    ``result`` names the SDK outcome, e.g. ``COMM_RX_TIMEOUT`` (no answer) or ``COMM_RX_CORRUPT``
+    (bad checksum, truncated packet). Such a failure is usually transient (noise, a late
+    reply), so unlike a vanished port it is worth retrying at once.
+    """
+
+    def __init__(self, message: str, result: str) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class ServoFault(ServoBusError):
+    """Servos answered, but their status packets carry error bits (overheat, overload, voltage...).
+
+    The transaction itself worked, so what was read is kept: ``values`` (servo id -> decoded
+    value, empty for a write) lets the caller go on using the readings, while ``faults``
+    (servo id -> error byte, only servos with a bit set) says which servo reports what.
+    """
+
+    def __init__(self, message: str, faults: Mapping[int, int], values: Mapping[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.faults = dict(faults)
+        self.values = dict(values or {})
 
 
 class FrameUnavailable(HardwareError):

@@ -10,7 +10,7 @@ import pytest
 from serial import SerialException
 from support import wait_for
 
-from vla_edge.errors import ServoBusError
+from vla_edge.errors import ServoBusError, ServoCommError, ServoFault
 from vla_edge.motors.base import ServoBusConfig
 from vla_edge.motors.feetech import tables as t
 from vla_edge.motors.feetech.bus import FeetechBus
@@ -84,28 +84,71 @@ def test_second_client_on_the_same_port_is_refused(bus: FeetechBus, bus_config: 
 
 def test_corrupted_status_packet_raises_and_the_bus_recovers(bus: FeetechBus, emulator: ArmEmulator) -> None:
     emulator.corrupt_next_replies(1)
-    with pytest.raises(ServoBusError, match="COMM_RX_CORRUPT"):
+    with pytest.raises(ServoCommError, match="COMM_RX_CORRUPT") as info:
         bus.sync_read_positions()
+    assert info.value.result == "COMM_RX_CORRUPT"  # what the actuator's retry policy looks at
     assert bus.is_connected
     assert bus.sync_read_positions() == {i: 2048 for i in IDS}
 
 
 def test_silent_servo_times_out_with_its_id(bus: FeetechBus, emulator: ArmEmulator) -> None:
     emulator.set_offline(3)
-    with pytest.raises(ServoBusError, match="servo 3 .*COMM_RX_TIMEOUT"):
+    with pytest.raises(ServoCommError, match="servo 3 .*COMM_RX_TIMEOUT") as info:
         bus.sync_read_positions()
+    assert info.value.result == "COMM_RX_TIMEOUT"
     with pytest.raises(ServoBusError, match="COMM_RX_TIMEOUT"):
         bus.read(t.PRESENT_POSITION, 3)
     emulator.set_offline(3, False)
     assert bus.sync_read_positions()[3] == 2048
 
 
-def test_error_bits_raise(bus: FeetechBus, emulator: ArmEmulator) -> None:
+def test_error_bits_raise_a_servo_fault_that_keeps_the_readings(bus: FeetechBus, emulator: ArmEmulator) -> None:
     emulator.set_error_bits(5, t.ERR_OVERLOAD)
-    with pytest.raises(ServoBusError, match="servo 5 reports overload"):
+    emulator.set_error_bits(2, t.ERR_OVERHEAT | t.ERR_VOLTAGE)
+    with pytest.raises(ServoFault, match="servo 2 reports input voltage, overheat.*servo 5 reports overload") as info:
         bus.sync_read_positions()
-    with pytest.raises(ServoBusError, match="overload"):
+    assert info.value.faults == {2: t.ERR_OVERHEAT | t.ERR_VOLTAGE, 5: t.ERR_OVERLOAD}
+    assert info.value.values == {i: 2048 for i in IDS}  # every servo was read, the faulty ones too
+    with pytest.raises(ServoFault, match="overload") as info:
+        bus.read(t.PRESENT_POSITION, 5)
+    assert info.value.values == {5: 2048}
+    with pytest.raises(ServoFault, match="overload"):
         bus.write(t.GOAL_POSITION, 5, 2000)
+    assert emulator.goal_positions()[5] == 2000  # the servo executed the write despite its fault
+
+
+def test_torque_off_reaches_faulty_servos_without_raising(bus: FeetechBus, emulator: ArmEmulator) -> None:
+    bus.set_torque(True)
+    emulator.set_error_bits(3, t.ERR_OVERHEAT)
+    bus.set_torque(False)  # an acknowledgement with error bits is still an acknowledgement
+    assert not any(emulator.torque_enabled().values())
+
+
+def test_telemetry_reads_present_state_and_returns_error_bits(bus: FeetechBus, emulator: ArmEmulator) -> None:
+    emulator.set_error_bits(4, t.ERR_OVERHEAT)
+    readings = bus.sync_read_telemetry()  # error bits do not raise here
+    assert sorted(readings) == list(IDS)
+    assert {i: r.error for i, r in readings.items()} == {i: t.ERR_OVERHEAT if i == 4 else 0 for i in IDS}
+    snapshot = emulator.snapshot()
+    for servo_id, reading in readings.items():
+        assert reading.position == 2048
+        assert reading.voltage_v == pytest.approx(snapshot[servo_id].present_voltage * 0.1)
+        assert reading.temperature_c == snapshot[servo_id].present_temperature
+        assert reading.load_pct == pytest.approx(snapshot[servo_id].present_load * 0.1)
+        assert reading.current_ma == pytest.approx(snapshot[servo_id].present_current * 6.5)
+        assert not reading.moving and reading.velocity == 0
+    assert 5.0 < readings[1].voltage_v < 15.0 and 10.0 < readings[1].temperature_c < 60.0
+
+
+def test_telemetry_converts_to_physical_units_with_signed_load(bus: FeetechBus, emulator: ArmEmulator) -> None:
+    bus.set_torque(True)
+    emulator.set_external_load(2, -300)  # 30 % of stall torque, against the positive direction
+    emulator.set_voltage(11.1)
+    reading = wait_for(lambda: (r := bus.sync_read_telemetry()[2]).load_pct < 0 and r)
+    assert reading.load_pct == -30.0  # sign-magnitude with direction bit 10, 0.1 % units
+    assert reading.voltage_v == 11.1  # 0.1 V units
+    assert reading.current_ma == emulator.snapshot()[2].present_current * 6.5
+    assert reading.current_ma > bus.sync_read_telemetry()[1].current_ma  # the loaded joint draws more
 
 
 def test_torque_off_reaches_every_servo_even_if_one_is_dead(bus: FeetechBus, emulator: ArmEmulator) -> None:

@@ -1,7 +1,9 @@
 """The servo-bus interface the actuator drives, independent of the servo brand.
 
 Positions are raw encoder ticks, keyed by servo id. Converting to joint units (degrees,
-calibration) is the caller's job, so a bus implementation only moves bytes.
+calibration) is the caller's job, so a bus implementation only moves bytes. Telemetry
+(:class:`ServoTelemetry`) is the exception: its figures are in physical units, because only
+the bus knows its servos' register scales.
 """
 
 from __future__ import annotations
@@ -32,12 +34,36 @@ class ServoBusConfig:
             raise ValueError("packet_timeout_ms must be > 0")
 
 
+@dataclass(frozen=True)
+class ServoTelemetry:
+    """One servo's present state beyond its position, in physical units."""
+
+    position: int
+    """Encoder ticks, as :meth:`ServoBus.sync_read_positions` returns them."""
+    velocity: int
+    """Ticks per second, signed."""
+    load_pct: float
+    """Motor load in percent of the maximum torque, signed by direction."""
+    voltage_v: float
+    """Supply voltage at the servo."""
+    temperature_c: float
+    """Internal temperature."""
+    moving: bool
+    current_ma: float
+    """Motor current in milliamperes."""
+    error: int = 0
+    """The error byte of this servo's status packet (0: no fault). The bits are the servo
+    family's; for Feetech see :data:`vla_edge.motors.feetech.tables.ERROR_BIT_NAMES`."""
+
+
 class ServoBus(abc.ABC):
     """A half-duplex bus of position-controlled servos.
 
     Every method raises :class:`vla_edge.errors.ServoBusError` on failure; after a
     failure that lost the port (``is_connected`` is then false) call :meth:`connect`
-    again.
+    again. A failure with the port still open and worth retrying is a
+    :class:`~vla_edge.errors.ServoCommError`; servos that answered with error bits raise
+    :class:`~vla_edge.errors.ServoFault`, which still carries the values read.
     """
 
     def __init__(self, config: ServoBusConfig) -> None:
@@ -57,7 +83,19 @@ class ServoBus(abc.ABC):
 
     @abc.abstractmethod
     def sync_read_positions(self) -> dict[int, int]:
-        """Present position of every configured servo, in ticks."""
+        """Present position of every configured servo, in ticks.
+
+        If status packets carry error bits, raises :class:`~vla_edge.errors.ServoFault` whose
+        ``values`` are the positions (all of them were read) and ``faults`` the error bytes.
+        """
+
+    @abc.abstractmethod
+    def sync_read_telemetry(self) -> dict[int, ServoTelemetry]:
+        """Present state of every configured servo in one transaction.
+
+        Error bits do not raise here: each reading carries its servo's error byte, so the
+        caller gets the figures that explain a fault (temperature, voltage, load) with it.
+        """
 
     @abc.abstractmethod
     def sync_write_goals(self, goals: Mapping[int, int]) -> None:

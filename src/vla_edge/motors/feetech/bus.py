@@ -1,11 +1,17 @@
 """Feetech STS3215 servo bus over the real ``feetech-servo-sdk`` (``scservo_sdk``) and pyserial.
 
-Every SDK outcome is checked: a non-success communication result (no reply, corrupt
-reply, port busy), a set error bit in a status packet, and a serial failure (the
-USB adapter unplugged: ``SerialException``/``OSError``) all become
-:class:`~vla_edge.errors.ServoBusError` with what failed, on which port and servo, and
-what to check. A serial failure also closes the port, so ``is_connected`` turns false
-and the caller knows to :meth:`FeetechBus.connect` again.
+Every SDK outcome is checked and becomes a :class:`~vla_edge.errors.ServoBusError` with
+what failed, on which port and servo, and what to check:
+
+* a non-success communication result (no reply, corrupt reply, port busy) raises
+  :class:`~vla_edge.errors.ServoCommError` naming the SDK result; the port stays open and
+  the caller may retry;
+* a set error bit in a status packet raises :class:`~vla_edge.errors.ServoFault`, after
+  the whole transaction completed, with the values that were read: an overheating servo
+  still reports where it is;
+* a serial failure (the USB adapter unplugged: ``SerialException``/``OSError``) closes
+  the port, so ``is_connected`` turns false and the caller knows to
+  :meth:`FeetechBus.connect` again.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ from collections.abc import Iterable, Iterator, Mapping
 import scservo_sdk as scs
 from serial import SerialException
 
-from vla_edge.errors import ServoBusError
-from vla_edge.motors.base import ServoBus, ServoBusConfig
+from vla_edge.errors import ServoBusError, ServoCommError, ServoFault
+from vla_edge.motors.base import ServoBus, ServoBusConfig, ServoTelemetry
 from vla_edge.motors.feetech import tables
 from vla_edge.motors.feetech.tables import Register
 
@@ -45,6 +51,19 @@ _RESULT_HINTS = {
     scs.COMM_RX_CORRUPT: "bad status packet: electrical noise, a loose cable, or another process using the port",
     scs.COMM_PORT_BUSY: "the port is marked busy by an unfinished transaction",
 }
+
+
+TELEMETRY_REGISTERS = (
+    tables.PRESENT_POSITION, tables.PRESENT_VELOCITY, tables.PRESENT_LOAD, tables.PRESENT_VOLTAGE,
+    tables.PRESENT_TEMPERATURE, tables.MOVING, tables.PRESENT_CURRENT,
+)  # fmt: skip
+"""Read together by :meth:`FeetechBus.sync_read_telemetry`: one span, Present_Position..Present_Current."""
+VOLTAGE_V_PER_UNIT = 0.1
+"""STS3215 Present_Voltage unit."""
+CURRENT_MA_PER_UNIT = 6.5
+"""STS3215 Present_Current unit."""
+LOAD_PCT_PER_UNIT = 0.1
+"""STS3215 Present_Load unit (0.1 % of the maximum torque; sign-magnitude, direction bit 10)."""
 
 
 class TimedPortHandler(scs.PortHandler):  # type: ignore[misc]
@@ -153,23 +172,29 @@ class FeetechBus(ServoBus):
         """Ping one servo and return its model number."""
         with self._transaction(f"ping servo {motor_id}") as port:
             model, result, error = self._packets.ping(port, motor_id)
-            self._check(result, error, f"ping servo {motor_id}")
-            return int(model)
+            self._check(result, f"ping servo {motor_id}")
+        self._raise_faults(f"ping servo {motor_id}", {motor_id: error} if error else {}, {motor_id: int(model)})
+        return int(model)
 
     def _ping_with_error(self, motor_id: int) -> tuple[int, int]:
         """Ping one servo: its model number and the error byte of its answer (not raised)."""
         with self._transaction(f"ping servo {motor_id}") as port:
             model, result, error = self._packets.ping(port, motor_id)
-            self._check(result, 0, f"ping servo {motor_id}")
+            self._check(result, f"ping servo {motor_id}")
             return int(model), int(error)
 
     def read(self, register: Register, motor_id: int) -> int:
-        """Read one register of one servo (sign-magnitude values decoded)."""
+        """Read one register of one servo (sign-magnitude values decoded).
+
+        Error bits in the answer raise :class:`ServoFault` carrying the value that was read.
+        """
         what = f"read {register.name} from servo {motor_id}"
         with self._transaction(what) as port:
             data, result, error = self._packets.readTxRx(port, motor_id, register.address, register.size)
-            self._check(result, error, what)
-            return tables.decode_value(register, tables.from_bytes(data))
+            self._check(result, what)
+        value = tables.decode_value(register, tables.from_bytes(data))
+        self._raise_faults(what, {motor_id: error} if error else {}, {motor_id: value})
+        return value
 
     def read_registers(self, motor_id: int, registers: Iterable[Register]) -> tuple[dict[str, int], int]:
         """One READ of the span covering ``registers``; returns values by register name and the error byte.
@@ -185,7 +210,7 @@ class FeetechBus(ServoBus):
         what = f"read registers {first}..{first + length - 1} from servo {motor_id}"
         with self._transaction(what) as port:
             data, result, error = self._packets.readTxRx(port, motor_id, first, length)
-            self._check(result, 0, what)
+            self._check(result, what)
         if len(data) < length:
             raise ServoBusError(f"{what}: servo {motor_id} returned a short status packet")
         values = {
@@ -200,36 +225,41 @@ class FeetechBus(ServoBus):
         what = f"write {register.name}={value} to servo {motor_id}"
         with self._transaction(what) as port:
             result, error = self._packets.writeTxRx(port, motor_id, register.address, register.size, data)
-            self._check(result, error, what)
+            self._check(result, what)
+        self._raise_faults(what, {motor_id: error} if error else {})
 
     def sync_read(self, register: Register, motor_ids: Iterable[int] | None = None) -> dict[int, int]:
-        """One SYNC_READ packet; every listed servo answers with its own status packet, in order."""
+        """One SYNC_READ packet; every listed servo answers with its own status packet, in order.
+
+        Error bits raise :class:`ServoFault` only after every servo was read, with all values.
+        """
         ids = list(self.motor_ids if motor_ids is None else motor_ids)
         what = f"sync read {register.name} from servos {ids}"
+        data, errors = self._sync_read_span(register.address, register.size, ids, what)
+        values = {i: tables.decode_value(register, tables.from_bytes(data[i])) for i in ids}
+        self._raise_faults(what, errors, values)
+        return values
+
+    def _sync_read_span(
+        self, address: int, length: int, ids: list[int], what: str
+    ) -> tuple[dict[int, list[int]], dict[int, int]]:
+        """Raw bytes of ``length`` registers from ``address`` for each servo, and the non-zero error bytes."""
         with self._transaction(what) as port:
-            reader = scs.GroupSyncRead(port, self._packets, register.address, register.size)
+            reader = scs.GroupSyncRead(port, self._packets, address, length)
             for motor_id in ids:
                 reader.addParam(motor_id)
-            self._check(reader.txPacket(), 0, what)
+            self._check(reader.txPacket(), what)
+            data: dict[int, list[int]] = {}
             errors: dict[int, int] = {}
             for motor_id in ids:
-                data, result, error = self._packets.readRx(port, motor_id, register.size)
-                self._check(result, 0, f"{what}: servo {motor_id}")
-                reader.data_dict[motor_id] = data
-                if error:
-                    errors[motor_id] = error
-            if errors:
-                raise ServoBusError(
-                    f"{what}: "
-                    + "; ".join(f"servo {i} reports {tables.describe_error_bits(e)}" for i, e in errors.items())
-                )
-            values = {}
-            for motor_id in ids:
-                if not reader.isAvailable(motor_id, register.address, register.size):
+                raw, result, error = self._packets.readRx(port, motor_id, length)
+                self._check(result, f"{what}: servo {motor_id}")
+                if len(raw) < length:
                     raise ServoBusError(f"{what}: servo {motor_id} returned a short status packet")
-                raw = reader.getData(motor_id, register.address, register.size)
-                values[motor_id] = tables.decode_value(register, raw)
-            return values
+                data[motor_id] = list(raw[:length])
+                if error:
+                    errors[motor_id] = int(error)
+            return data, errors
 
     def sync_write(self, register: Register, values: Mapping[int, int]) -> None:
         """One broadcast SYNC_WRITE packet (servos do not answer it)."""
@@ -241,12 +271,38 @@ class FeetechBus(ServoBus):
             writer = scs.GroupSyncWrite(port, self._packets, register.address, register.size)
             for motor_id, data in payload.items():
                 writer.addParam(motor_id, data)
-            self._check(writer.txPacket(), 0, what)
+            self._check(writer.txPacket(), what)
 
     # --- what the actuator uses ------------------------------------------------------------
 
     def sync_read_positions(self) -> dict[int, int]:
         return self.sync_read(tables.PRESENT_POSITION)
+
+    def sync_read_telemetry(self) -> dict[int, ServoTelemetry]:
+        """Position, velocity, load, voltage, temperature, moving flag and current of every servo
+        in one SYNC_READ over Present_Position..Present_Current; error bytes are returned, not raised."""
+        ids = list(self.motor_ids)
+        first = min(r.address for r in TELEMETRY_REGISTERS)
+        length = max(r.address + r.size for r in TELEMETRY_REGISTERS) - first
+        data, errors = self._sync_read_span(first, length, ids, f"sync read telemetry from servos {ids}")
+        readings = {}
+        for motor_id in ids:
+            raw = data[motor_id]
+            value = {
+                r.name: tables.decode_value(r, tables.from_bytes(raw[r.address - first : r.address - first + r.size]))
+                for r in TELEMETRY_REGISTERS
+            }
+            readings[motor_id] = ServoTelemetry(
+                position=value[tables.PRESENT_POSITION.name],
+                velocity=value[tables.PRESENT_VELOCITY.name],
+                load_pct=round(value[tables.PRESENT_LOAD.name] * LOAD_PCT_PER_UNIT, 1),
+                voltage_v=round(value[tables.PRESENT_VOLTAGE.name] * VOLTAGE_V_PER_UNIT, 1),
+                temperature_c=float(value[tables.PRESENT_TEMPERATURE.name]),
+                moving=bool(value[tables.MOVING.name]),
+                current_ma=value[tables.PRESENT_CURRENT.name] * CURRENT_MA_PER_UNIT,
+                error=errors.get(motor_id, 0),
+            )
+        return readings
 
     def sync_write_goals(self, goals: Mapping[int, int]) -> None:
         unknown = set(goals) - set(self.motor_ids)
@@ -258,7 +314,9 @@ class FeetechBus(ServoBus):
         """Broadcast the new torque state, then confirm it servo by servo.
 
         Every servo is tried even if one fails, so a dead servo cannot keep the
-        others powered during an emergency stop; the failures are raised together.
+        others powered during an emergency stop; the failures are raised together. A
+        servo that acknowledges with error bits (overheating, say) did execute the write,
+        so that counts as done: turning torque off must work precisely when servos fault.
         """
         value = 1 if enabled else 0
         failures = []
@@ -271,6 +329,8 @@ class FeetechBus(ServoBus):
         for motor_id in self.motor_ids:
             try:
                 self.write(tables.TORQUE_ENABLE, motor_id, value)
+            except ServoFault as exc:
+                log.debug("torque %s acknowledged with error bits: %s", "on" if enabled else "off", exc)
             except ServoBusError as exc:
                 if not self.is_connected:
                     raise
@@ -297,14 +357,28 @@ class FeetechBus(ServoBus):
             finally:
                 port.is_using = False
 
-    def _check(self, result: int, error: int, what: str) -> None:
+    def _check(self, result: int, what: str) -> None:
+        """Raise :class:`ServoCommError` for a failed transaction (error bits are checked by the
+        caller, after it has the values, see :meth:`_raise_faults`)."""
         if result != scs.COMM_SUCCESS:
             self._drain()
             name = _RESULT_NAMES.get(result, f"result {result}")
             hint = _RESULT_HINTS.get(result, self._packets.getTxRxResult(result))
-            raise ServoBusError(f"{what} on {self.config.port}: {name}, {hint}")
-        if error:
-            raise ServoBusError(f"{what}: servo reports {tables.describe_error_bits(error)} (error byte 0x{error:02x})")
+            raise ServoCommError(f"{what} on {self.config.port}: {name}, {hint}", result=name)
+
+    @staticmethod
+    def _raise_faults(what: str, errors: Mapping[int, int], values: Mapping[int, int] | None = None) -> None:
+        """Raise :class:`ServoFault` when any servo answered with error bits, keeping what was read."""
+        if errors:
+            raise ServoFault(
+                f"{what}: "
+                + "; ".join(
+                    f"servo {i} reports {tables.describe_error_bits(e)} (error byte 0x{e:02x})"
+                    for i, e in sorted(errors.items())
+                ),
+                faults=errors,
+                values=values,
+            )
 
     def _drain(self) -> None:
         """Drop late or partial replies so they cannot be mistaken for the next answer."""
