@@ -163,6 +163,26 @@ def test_one_update_step_at_a_time(core: LocalCore, ipc: Callable[..., Any]) -> 
     assert core.update_components("third", recheck_min_s=0).reason == "not_deferred"  # free again
 
 
+def test_stopping_the_core_ends_a_running_update_step(core_factory: Callable[..., LocalCore],
+                                                       ipc: Callable[..., Any]) -> None:
+    core = core_factory()
+    Updater(ipc(ALPHA, core), lambda _d, _n: (20, "busy"))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            core.update_components("interrupted", timeout_s=30, recheck_min_s=0)
+        except CoreError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: core.stats()["update_deferrals"] > 0)
+    core.stop()
+    thread.join(30)
+    assert not thread.is_alive() and len(errors) == 1 and "stopped" in str(errors[0])
+
+
 def test_defer_errors_use_the_nucleus_answers(core: LocalCore, ipc: Callable[..., Any]) -> None:
     with pytest.raises(model.InvalidArgumentsError) as raised:
         ipc(GAMMA).defer_component_update(deployment_id="x", recheck_after_ms=0)

@@ -99,6 +99,8 @@ class ControlServer:
         hang_up.cancel()
         try:
             outcome = step.result()
+        except asyncio.CancelledError:
+            return {"ok": False, "error": f"the core stopped during the update step of deployment {deployment_id}"}
         except VlaEdgeError as exc:
             return {"ok": False, "error": str(exc)}
         self.updates.finish(deployment_id)

@@ -299,7 +299,11 @@ class LocalCore:
         except CoreError:
             coroutine.close()
             raise
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except RuntimeError as exc:  # the loop closed between the check and the call: the core stopped
+            coroutine.close()
+            raise CoreError("the local core is not running: call start() first") from exc
         try:
             return future.result(timeout)
         except concurrent.futures.CancelledError:
@@ -337,6 +341,7 @@ class LocalCore:
         if self._server is not None:
             self._server.close()
         self._control.close()
+        self.updates.close()  # before the connections go: a step must not "proceed" because its subscribers left
         for connection in list(self._connections):
             connection.close()
         for _ in range(100):  # close() flushes first; give clients up to 2 s to be written to

@@ -122,6 +122,7 @@ class ComponentUpdates:
         self._listeners: dict[str, list[Stream]] = {}
         self._answers: dict[str, asyncio.Future[UpdateResponse]] = {}
         self._active: str | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._round = 0
         self._started = 0.0
         self.operations = {
@@ -199,6 +200,7 @@ class ComponentUpdates:
         if self._active is not None:
             raise CoreError(f"the update step of deployment {self._active} is still running; one at a time")
         self._active = deployment_id
+        self._task = asyncio.current_task()
         try:
             return await self._rounds(deployment_id, timeout_s, recheck_min_s, max_wait_s, ggc_restarting)
         except BaseException:
@@ -208,6 +210,12 @@ class ComponentUpdates:
             raise
         finally:
             self._answers = {}
+            self._task = None
+
+    def close(self) -> None:
+        """The core is stopping: end a running update step now (its caller gets a cancellation)."""
+        if self._task is not None:
+            self._task.cancel()
 
     def finish(self, deployment_id: str) -> None:
         """Send the post-update event and end the update step of ``deployment_id``."""
