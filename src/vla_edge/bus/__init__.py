@@ -4,6 +4,6 @@ The IPC adapter lives in :mod:`vla_edge.bus.ipc` and is the only module that imp
 it is not imported here so that importing the bus costs nothing.
 """
 
-from vla_edge.bus.base import Bus, Payload, Subscription
+from vla_edge.bus.base import Bus, ComponentUpdateEvent, Payload, Subscription
 
-__all__ = ["Bus", "Payload", "Subscription"]
+__all__ = ["Bus", "ComponentUpdateEvent", "Payload", "Subscription"]
