@@ -83,6 +83,8 @@ class EmulatedServo:
         self.shaft = float(position)
         """Encoder steps, unwrapped: Present_Position + Homing_Offset."""
         self.velocity = 0.0
+        self.acceleration_now = 0.0
+        """Steps/s² the shaft is accelerating at (the last motion segment's), for the load reading."""
         self.telemetry = Telemetry(physics)
         self.injected_errors = 0
         self.offline = False
@@ -136,7 +138,7 @@ class EmulatedServo:
         """Restore saved EEPROM and power-on RAM (the shaft, and its temperature, stay where they are)."""
         for address in range(t.TABLE_SIZE):
             self.mem[address] = self.saved[address] if t.is_persistent(address) else 0
-        self.velocity = 0.0
+        self.velocity = self.acceleration_now = 0.0
         self.pending = None
         self.telemetry.clear_latched()
         self._wrap()
@@ -203,6 +205,7 @@ class EmulatedServo:
             h = min(dt, MAX_SUBSTEP_S) if torque_on else dt
             dt -= h
             segments = self._move(h) if torque_on else self._rest(h)
+            self.acceleration_now = segments[-1].acceleration if segments and self.velocity else 0.0
             self.telemetry.integrate(segments, torque_on, protection)
             tripped = self.telemetry.error_bits(protection) & self.get(t.UNLOADING_CONDITION)
             if torque_on and tripped:
@@ -246,6 +249,9 @@ class EmulatedServo:
     def refresh(self) -> None:
         """Write the present state into the read-only registers."""
         telemetry = self.telemetry
+        protection = self.protection()
+        torque_on = bool(self.get(t.TORQUE_ENABLE))
+        telemetry.settle(self.velocity, self.acceleration_now if torque_on else 0.0, torque_on, protection)
         self.set(t.PRESENT_POSITION, self.present_position())
         self.set(t.PRESENT_VELOCITY, max(-32767, min(32767, round(self.velocity))))
         self.set(t.PRESENT_LOAD, telemetry.load_reading())
@@ -253,4 +259,4 @@ class EmulatedServo:
         self.set(t.PRESENT_TEMPERATURE, telemetry.temperature_reading())
         self.set(t.PRESENT_CURRENT, telemetry.current_reading())
         self.set(t.MOVING, int(self.is_moving()))
-        self.set(t.STATUS, self.error_bits() & ~t.ERR_INSTRUCTION)
+        self.set(t.STATUS, self.error_bits(protection) & ~t.ERR_INSTRUCTION)

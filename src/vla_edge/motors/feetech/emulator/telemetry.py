@@ -19,8 +19,11 @@ Protections follow Feetech's memory table: a load above ``Overload_Torque`` % fo
 ``Protection_Time`` × 10 ms latches the overload bit and limits the output to
 ``Protective_Torque`` %; a current above ``Protection_Current`` for
 ``Over_Current_Protection_Time`` × 10 ms latches the overcurrent bit (the 10 ms unit of
-that last register is an assumption). Overheat and voltage bits are live. Whether a bit
-also switches the torque off is the servo's ``Unloading_Condition`` (see ``servo.py``).
+that last register is an assumption). The voltage bit is live; the overheat bit sets
+above ``Max_Temperature_Limit`` and clears only :data:`OVERHEAT_HYSTERESIS_C` below it
+(an assumption: without some hysteresis the bit would vanish the instant an unloaded
+servo starts to cool, before any client could read it). Whether a bit also switches the
+torque off is the servo's ``Unloading_Condition`` (see ``servo.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ FRICTION_LOAD = 30.0
 """Load (0.1 %) to keep the gear train turning at any speed (3 %)."""
 VISCOUS_LOAD = 50.0
 """Extra load (0.1 %) at full speed; with friction about 0.2 A, near a real STS3215's no-load current."""
+OVERHEAT_HYSTERESIS_C = 5
+"""The overheat bit clears once the temperature reads this far below the limit."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Telemetry:
         self.current = 0.0
         self.latched = 0
         """Overload and overcurrent bits stay set until torque is switched on again or power-cycled."""
+        self.overheated = False
         self._overload_s = 0.0
         self._overcurrent_s = 0.0
 
@@ -127,6 +133,11 @@ class Telemetry:
             current = self._current_for(load, torque_on)
             steady = p.idle_temperature_c + p.full_load_rise_c * (load / 1000.0) ** 2
             self.temperature = steady + (self.temperature - steady) * math.exp(-h / p.thermal_time_constant_s)
+            reading = self.temperature_reading()
+            if reading > protection.max_temperature_c:
+                self.overheated = True
+            elif reading < protection.max_temperature_c - OVERHEAT_HYSTERESIS_C:
+                self.overheated = False
             if torque_on and protection.overload_threshold > 0 and abs(load) > protection.overload_threshold:
                 self._overload_s += h
                 if self._overload_s >= protection.protection_time_s:
@@ -139,19 +150,17 @@ class Telemetry:
                     self.latched |= t.ERR_OVERCURRENT
             else:
                 self._overcurrent_s = 0.0
-        if segments:
-            last = segments[-1]
-            end = (last.end_velocity, last.acceleration)
-        else:
-            end = (0.0, 0.0)
-        self.load = self._load_at(*end, protection) if torque_on else 0.0
+
+    def settle(self, velocity: float, acceleration: float, torque_on: bool, protection: Protection) -> None:
+        """Set the instantaneous load and current for the shaft's present motion."""
+        self.load = self._load_at(velocity, acceleration, protection) if torque_on else 0.0
         self.current = self._current_for(self.load, torque_on)
 
     # --- what the registers report -----------------------------------------------------
 
     def error_bits(self, protection: Protection) -> int:
         bits = self.latched
-        if self.temperature_reading() > protection.max_temperature_c:
+        if self.overheated:
             bits |= t.ERR_OVERHEAT
         if not protection.min_voltage <= self.supply_voltage <= protection.max_voltage:
             bits |= t.ERR_VOLTAGE
