@@ -45,6 +45,7 @@ class Updater:
         _response, self.operation = client.subscribe_to_component_updates(on_stream_event=self._on_event)
 
     def _on_event(self, event: model.ComponentUpdatePolicyEvents) -> None:
+        self.events(event)  # first: the core may act on the answer before this callback returns
         if event.pre_update_event is not None:
             self.asked += 1
             answer = self.decide(event.pre_update_event.deployment_id, self.asked)
@@ -52,7 +53,6 @@ class Updater:
                 recheck, message = answer
                 self.answers.append(self.client.defer_component_update_async(
                     deployment_id=event.pre_update_event.deployment_id, message=message, recheck_after_ms=recheck))
-        self.events(event)
 
     def kinds(self) -> list[str]:
         return ["pre" if e.pre_update_event is not None else "post" for e in self.events.items]
@@ -91,6 +91,7 @@ def test_deferring_component_is_asked_again_until_it_stops(core: LocalCore, ipc:
     assert [(r.component, r.recheck_after_ms, r.message, r.round) for r in outcome.deferrals] == [
         (ALPHA, 50, "arm executing (ask 1)", 1), (ALPHA, 50, "arm executing (ask 2)", 2)]
     assert alpha.asked == beta.asked == 3  # every subscriber is asked again, as the nucleus does
+    alpha.events.wait_for_count(4)  # the post-update event travels after update_components returns
     assert alpha.kinds() == ["pre", "pre", "pre", "post"]
     assert all(future.result(5) is not None for future in alpha.answers)
     assert core.stats()["update_deferrals"] == 2
@@ -213,6 +214,7 @@ def test_closed_subscription_is_not_asked(core: LocalCore, ipc: Callable[..., An
     wait_for(lambda: core.update_subscribers() == [BETA])
     outcome = core.update_components(timeout_s=30, recheck_min_s=0)
     assert outcome.notified == (BETA,) and outcome.reason == "not_deferred"
+    kept.events.wait_for_count(2)
     assert gone.events.items == [] and kept.kinds() == ["pre", "post"]
 
 
@@ -241,6 +243,7 @@ def test_deploy_command_end_to_end(core: LocalCore, ipc: Callable[..., Any]) -> 
     assert result.returncode == 0, result.stderr
     assert "deployment cli-1: update went ahead" in result.stdout and "(not deferred; 2 pre-update" in result.stdout
     assert f"deferred by {ALPHA} for 30 ms" in result.stdout and "arm executing a chunk" in result.stdout
+    alpha.events.wait_for_count(3)
     assert alpha.kinds() == ["pre", "pre", "post"]
     assert alpha.events.items[0].pre_update_event.deployment_id == "cli-1"
 
