@@ -9,6 +9,8 @@ They are small (48x64 images, tiny transformer/U-Net widths) to keep CPU time lo
 * ``act``: ACT with cameras ``top`` and ``wrist`` and five joints; its action std is ~0,
   so every unnormalised action equals :data:`ACT_ACTION_MEAN` (proof the postprocessor ran).
 * ``diffusion``: Diffusion Policy with camera ``front``, six joints, ``n_obs_steps`` 2.
+* ``act_versions``: two versions of one ACT model (``arm-act`` 1 and 2, identity files written),
+  same features as ``act`` but other weights and action means: two models to switch between.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pytest
 _cache: dict[str, Any] = {}
 
 ACT_ACTION_MEAN = [10.0, -20.0, 30.0, -40.0, 50.0]
+ACT_V2_ACTION_MEAN = [-5.0, 15.0, -25.0, 35.0, -45.0]
+ACT_MODEL_NAME = "arm-act"
 ACT_CAMERAS = ("top", "wrist")
 ACT_CHUNK, ACT_STEPS = 10, 8
 DIFFUSION_JOINTS = 6
@@ -74,13 +78,13 @@ def _image_stats(keys: list[str]) -> dict[str, Any]:
                   "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)} for key in keys}
 
 
-def save_small_act(directory: Path) -> None:
+def save_small_act(directory: Path, action_mean: list[float] = ACT_ACTION_MEAN, seed: int = 3) -> None:
     """ACT: cameras top and wrist (3x48x64), five joints, chunk 10 of which 8 are used."""
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
 
-    joints = len(ACT_ACTION_MEAN)
+    joints = len(action_mean)
     images = [f"observation.images.{camera}" for camera in ACT_CAMERAS]
     config = ACTConfig(
         device="cpu",
@@ -95,10 +99,10 @@ def save_small_act(directory: Path) -> None:
     stats = {
         "observation.state": {"mean": torch.zeros(joints), "std": torch.ones(joints)},
         # std ~0: every unnormalised action equals the mean, which proves the postprocessor ran
-        "action": {"mean": torch.tensor(ACT_ACTION_MEAN), "std": torch.full((joints,), 1e-6)},
+        "action": {"mean": torch.tensor(action_mean), "std": torch.full((joints,), 1e-6)},
         **_image_stats(images),
     }
-    _save(directory, config, stats, seed=3)
+    _save(directory, config, stats, seed=seed)
 
 
 def save_small_diffusion(directory: Path) -> None:
@@ -151,6 +155,21 @@ def loaded_policy(factory: pytest.TempPathFactory, name: str) -> Any:
     return _cache[key]
 
 
+def act_versions(factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Directories of ``arm-act`` versions 1 and 2 (saved on first use): two different models to switch between."""
+    if "act-versions" not in _cache:
+        from vla_edge.models import write_identity
+
+        paths = []
+        for version, mean, seed in (("1", ACT_ACTION_MEAN, 3), ("2", ACT_V2_ACTION_MEAN, 11)):
+            directory = factory.mktemp(f"{ACT_MODEL_NAME}-v{version}")
+            save_small_act(directory, mean, seed)
+            write_identity(directory, ACT_MODEL_NAME, version)
+            paths.append(directory)
+        _cache["act-versions"] = (paths[0], paths[1])
+    return _cache["act-versions"]
+
+
 def vla_policy_dir(target: Path, source: Path, policy_type: str, image_shape: tuple[int, int, int]) -> Path:
     """A copy of policy directory ``source`` whose config.json is a real LeRobot ``policy_type`` config.
 
@@ -181,3 +200,33 @@ def simulate_missing_module(monkeypatch: pytest.MonkeyPatch, module: str) -> Non
 
     real = checks.module_available
     monkeypatch.setattr(checks, "module_available", lambda name: False if name.split(".")[0] == module else real(name))
+
+
+CRASH_HOOK = '''
+"""Test-only: makes LeRobot loading in this process die by SIGKILL, as the kernel's OOM killer would."""
+import os
+import signal
+
+import vla_edge.policies.loading as loading
+
+
+def _killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+loading.load_policy = _killed
+'''
+
+
+def crash_validators_while_loading(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Python process started from the test process from now on dies by SIGKILL when it loads a policy.
+
+    A ``sitecustomize`` module on ``PYTHONPATH`` of the test process's environment (restored after the
+    test) replaces the loader in the child; nothing in vla-edge's code knows about it.
+    """
+    import os
+
+    hook = directory / "crash-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH", "")])))
