@@ -283,6 +283,15 @@ class ArmEmulator(ServoChain):
             else:
                 self._drop_by_servo[servo_id] = count
 
+    def set_firmware_version(self, servo_id: int, major: int, minor: int) -> None:
+        """Pretend this servo runs another firmware (read-only on a real servo; LeRobot checks they agree)."""
+        with self._lock:
+            servo = self._servos[servo_id]
+            servo.set(t.FIRMWARE_MAJOR, major)
+            servo.set(t.FIRMWARE_MINOR, minor)
+            servo.saved[t.FIRMWARE_MAJOR.address] = major
+            servo.saved[t.FIRMWARE_MINOR.address] = minor
+
     def set_offline(self, servo_id: int, offline: bool = True) -> None:
         """An offline servo ignores every packet (unpowered or unplugged from the chain)."""
         with self._lock:
