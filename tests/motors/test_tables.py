@@ -75,3 +75,38 @@ def test_error_bits_are_named() -> None:
     assert t.describe_error_bits(t.ERR_OVERLOAD | t.ERR_OVERHEAT) == "overheat, overload"
     assert t.describe_error_bits(0) == "none"
     assert "unknown" in t.describe_error_bits(0x80)
+
+
+def test_every_register_lerobot_names_for_the_sts3215_is_in_the_table() -> None:
+    lerobot_tables = pytest.importorskip("lerobot.motors.feetech.tables")
+    theirs = lerobot_tables.MODEL_CONTROL_TABLE["sts3215"]
+    undocumented = {"Goal_Position_2"}  # Feetech does not say what it holds
+    aliases = {"Moving_Velocity": "Moving_Velocity_Threshold"}  # LeRobot names address 80 twice
+    for name, (address, size) in theirs.items():
+        name = name.strip()  # LeRobot spells "Acceleration_Multiplier " with a trailing space
+        if name in undocumented:
+            continue
+        reg = t.STS3215_REGISTERS[aliases.get(name, name)]
+        assert (reg.address, reg.size) == (address, size), name
+
+
+def test_sign_bits_and_baud_codes_agree_with_lerobot() -> None:
+    lerobot_tables = pytest.importorskip("lerobot.motors.feetech.tables")
+    for name, bit in lerobot_tables.MODEL_ENCODING_TABLE["sts3215"].items():
+        if name in t.STS3215_REGISTERS:
+            assert t.STS3215_REGISTERS[name].sign_bit == bit, name
+    assert lerobot_tables.MODEL_BAUDRATE_TABLE["sts3215"] == t.BAUDRATE_CODES
+    assert lerobot_tables.MODEL_NUMBER_TABLE["sts3215"] == t.STS3215_MODEL_NUMBER
+
+
+def test_firmware_baud_codes_match_lerobot_for_the_rates_it_uses() -> None:
+    for rate in (1_000_000, 500_000, 250_000, 128_000, 115_200):
+        assert t.BAUDRATES_BY_CODE[t.BAUDRATE_CODES[rate]] == rate
+
+
+def test_memory_areas() -> None:
+    assert t.is_persistent(t.ID.address) and t.is_persistent(t.HOMING_OFFSET.address)
+    assert t.is_persistent(t.MAXIMUM_ACCELERATION.address)  # factory area
+    assert not t.is_persistent(t.TORQUE_ENABLE.address) and not t.is_persistent(t.LOCK.address)
+    assert not t.is_persistent(t.PRESENT_CURRENT.address)
+    assert all(reg.address + reg.size <= t.EEPROM_END for reg in (t.VELOCITY_I, t.OVER_CURRENT_PROTECTION_TIME))
