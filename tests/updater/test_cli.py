@@ -13,7 +13,8 @@ from vla_edge.updater.cli import main
 from vla_edge.updater.manifest import MANIFEST_FILE, read_manifest
 
 
-def test_manifest_of_the_act_policy_written_into_the_directory(act_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_manifest_of_the_act_policy_written_into_the_directory(act_copy: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["manifest", str(act_copy), "--name", "pick-cube", "--version", "2.1", "--robot", "so101_follower",
                  "--norm-mode", "range_m100_100"])
 

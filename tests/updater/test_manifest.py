@@ -213,5 +213,6 @@ def test_combined_digest_equals_directory_digest_with_nested_paths(tmp_path: Pat
     for relative in ("a/b", "a-b", "a.b/c", "z", "a/b2/c"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text(relative)
-    digests = {p.relative_to(tmp_path).as_posix(): file_sha256(p).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    digests = {p.relative_to(tmp_path).as_posix(): file_sha256(p).hexdigest() for p in files}
     assert combine_digest(digests) == directory_digest(tmp_path)

@@ -243,9 +243,8 @@ def test_one_download_per_model_at_a_time(store: ModelStore, tmp_path: Path) -> 
     (_, manifest), = _models(tmp_path, 1)
     with store.stage(manifest) as staging:
         assert staging == store.staging_dir(manifest) and staging.is_dir()
-        with pytest.raises(ModelUpdateError, match="already in progress"):
-            with store.stage(manifest):
-                pass
+        with pytest.raises(ModelUpdateError, match="already in progress"), store.stage(manifest):
+            pass
     with store.stage(manifest):
         pass
     store.discard_staging(manifest)

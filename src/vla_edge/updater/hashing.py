@@ -17,7 +17,7 @@ READ_CHUNK = 1 << 20
 """Files are hashed in 1 MiB reads: memory stays flat however large the weights are."""
 
 
-def file_sha256(path: Path, limit: int | None = None) -> "hashlib._Hash":
+def file_sha256(path: Path, limit: int | None = None) -> hashlib._Hash:
     """A sha256 object fed with the first ``limit`` bytes of ``path`` (all of it when None).
 
     Returned unfinished so a resumed download can keep feeding it the bytes still to come.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -114,7 +114,7 @@ class ModelManifest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelManifest":
+    def _consistent(self) -> ModelManifest:
         for required in ("config.json", IDENTITY_FILE):
             if required not in self.files:
                 raise ValueError(f"files must include {required}; rebuild the manifest with `vla-edge model manifest`")
@@ -136,14 +136,16 @@ class ModelManifest(BaseModel):
         return (json.dumps(self.model_dump(mode="json"), indent=2) + "\n").encode()
 
     @classmethod
-    def from_json_bytes(cls, data: bytes | str, source: str = "manifest") -> "ModelManifest":
+    def from_json_bytes(cls, data: bytes | str, source: str = "manifest") -> ModelManifest:
         """Parse and validate; ManifestError saying which field is wrong and where it came from."""
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"{source} is {len(data)} bytes, larger than any manifest; is it the right file?")
         try:
             raw = json.loads(data)
         except (UnicodeDecodeError, ValueError) as exc:
-            raise ManifestError(f"{source} is not valid JSON ({exc}); regenerate it with `vla-edge model manifest`") from exc
+            raise ManifestError(
+                f"{source} is not valid JSON ({exc}); regenerate it with `vla-edge model manifest`"
+            ) from exc
         if not isinstance(raw, dict):
             raise ManifestError(f"{source} must be a JSON object; regenerate it with `vla-edge model manifest`")
         found = raw.get("format")
@@ -236,7 +238,7 @@ def build_manifest(
         "memory_mb": memory_mb if memory_mb is not None else weights.memory_mb(),
         "memory_estimated": memory_mb is None,
         "weights": {"bytes": weights.bytes, "parameters": weights.parameters, "dtype": weights.dtype},
-        "created": datetime.now(timezone.utc),
+        "created": datetime.now(UTC),
     }
     try:
         return ModelManifest.model_validate(fields)

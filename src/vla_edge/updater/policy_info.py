@@ -95,7 +95,8 @@ def _features(path: Path, data: dict[str, Any], key: str) -> dict[str, dict[str,
 
 def read_weights_info(directory: Path) -> WeightsInfo:
     """Weights summed over every ``.safetensors`` file (policy and processors); other weight files by size."""
-    weights = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
+    suffixes = (".safetensors", ".bin", ".pt", ".pth")
+    weights = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in suffixes)
     if not any(p.parent == directory and p.name.startswith("model") for p in weights):
         raise ManifestError(f"{directory} has no model weights (model.safetensors); {_LEROBOT_HINT}")
     total = 0

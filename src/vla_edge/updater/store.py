@@ -95,7 +95,8 @@ class ModelStore:
         """The staging directory of ``manifest``, held so a second downloader of the same model fails fast."""
         directory = self.staging_dir(manifest)
         directory.mkdir(parents=True, exist_ok=True)
-        with try_exclusive(directory.with_name(directory.name + ".lock"), f"staging {manifest.name} {manifest.version}"):
+        lock = directory.with_name(directory.name + ".lock")
+        with try_exclusive(lock, f"staging {manifest.name} {manifest.version}"):
             yield directory
 
     def discard_staging(self, manifest: ModelManifest) -> None:
