@@ -66,6 +66,7 @@ def test_a_staged_download_that_does_not_verify_never_becomes_a_model(store: Mod
 
     assert [m.ref for m in store.installed()] == [good.ref]
     assert store.record() == record
+    assert not staged.exists()  # deleted: a later fetch must not trust its files again
     with pytest.raises(ModelUpdateError, match="not installed"):
         store.activate(bad.ref)
 

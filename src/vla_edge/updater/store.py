@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vla_edge.errors import ManifestError, ModelUpdateError
+from vla_edge.errors import ManifestError, ModelUpdateError, VerificationError
 from vla_edge.messages import ModelRef
 from vla_edge.updater._fs import fsync_dir
 from vla_edge.updater.locking import StoreLock, try_exclusive
@@ -118,9 +118,16 @@ class ModelStore:
             return self._record.read()
 
     def active(self) -> InstalledModel | None:
+        """The active model, or None when there is none or its files are gone (logged: roll back)."""
         with self._lock.hold():
             ref = self._record.read().active
-            return self._installed(ref) if ref is not None else None
+            if ref is None:
+                return None
+            model = self._installed(ref)
+            if model is None:
+                log.error("the active model %s %s is no longer in %s; roll back or install it again", ref.name,
+                          ref.version, self.models_dir)
+            return model
 
     def previous(self) -> list[InstalledModel]:
         """Models that served before the active one and are still on disk, most recent first."""
@@ -161,13 +168,21 @@ class ModelStore:
         A directory inside ``staging/`` is moved; any other (a Greengrass artifact, a local
         build) is copied into staging first so the source is never modified. Verification
         runs before the store lock is taken: hashing gigabytes must not block status reads.
-        Raises VerificationError (nothing is installed) when a file differs.
+        Raises VerificationError when a file differs: nothing is installed and the staged
+        directory is deleted, so the next fetch downloads it again instead of trusting it.
         """
         staged_dir = Path(staged_dir)
         if not _inside(staged_dir, self.staging_root):
             staged_dir = self._copy_to_staging(staged_dir, manifest)
         (staged_dir / MANIFEST_FILE).unlink(missing_ok=True)
-        verify_directory(staged_dir, manifest)
+        try:
+            verify_directory(staged_dir, manifest)
+        except VerificationError:
+            # A file that passed the download's check no longer does (disk corruption) or never was
+            # checked: keeping it would make every later fetch trust it again. Start over instead.
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            log.error("%s failed verification and was deleted; the next fetch starts from scratch", staged_dir)
+            raise
         with self._lock.hold():
             existing = self._installed(manifest.ref)
             if existing is not None:

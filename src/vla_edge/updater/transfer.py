@@ -203,8 +203,8 @@ class StagedTransfer:
             part.unlink()
             raise VerificationError(
                 f"{self.reader.describe(relative)}: sha256 {actual}, the manifest says {entry.sha256}; the download "
-                "was deleted. The object changed after the manifest was written: upload the model and its manifest "
-                "together"
+                "was deleted, fetch again. If it fails again, the object changed after the manifest was written: "
+                "upload the model and its manifest together"
             )
         os.replace(part, final)
         fsync_dir(final.parent)
