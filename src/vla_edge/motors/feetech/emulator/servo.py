@@ -89,6 +89,7 @@ class EmulatedServo:
         self.injected_errors = 0
         self.offline = False
         self.pending: tuple[int, bytes] | None = None
+        self._protection: Protection | None = None
         self.power_on()
 
     # --- memory --------------------------------------------------------------------------
@@ -103,10 +104,14 @@ class EmulatedServo:
         return t.BAUDRATES_BY_CODE.get(self.mem[t.BAUD_RATE.address])
 
     def get(self, reg: t.Register) -> int:
-        return t.decode_value(reg, t.from_bytes(self.mem[reg.address : reg.address + reg.size]))
+        raw = int.from_bytes(self.mem[reg.address : reg.address + reg.size], "little")  # hot path: inlined decode
+        if reg.sign_bit is None:
+            return raw
+        magnitude = raw & ((1 << reg.sign_bit) - 1)
+        return -magnitude if raw >> reg.sign_bit & 1 else magnitude
 
     def set(self, reg: t.Register, value: int) -> None:
-        self.mem[reg.address : reg.address + reg.size] = bytes(t.to_bytes(t.encode_value(reg, value), reg.size))
+        self.mem[reg.address : reg.address + reg.size] = t.encode_value(reg, value).to_bytes(reg.size, "little")
 
     def read(self, address: int, length: int) -> bytes | None:
         if length < 1 or address + length > len(self.mem):
@@ -120,6 +125,7 @@ class EmulatedServo:
         saving = self.mem[t.LOCK.address] == 0
         torque_was_on = bool(self.get(t.TORQUE_ENABLE))
         offset_before, mode_before = self.get(t.HOMING_OFFSET), self.get(t.OPERATING_MODE)
+        self._protection = None
         for index, byte in enumerate(data):
             target = address + index
             if target in READ_ONLY:
@@ -138,6 +144,7 @@ class EmulatedServo:
         """Restore saved EEPROM and power-on RAM (the shaft, and its temperature, stay where they are)."""
         for address in range(t.TABLE_SIZE):
             self.mem[address] = self.saved[address] if t.is_persistent(address) else 0
+        self._protection = None
         self.velocity = self.acceleration_now = 0.0
         self.pending = None
         self.telemetry.clear_latched()
@@ -179,6 +186,12 @@ class EmulatedServo:
         return min(rate, self.physics.max_acceleration)
 
     def protection(self) -> Protection:
+        """The protection registers, decoded (cached until the next write or power cycle)."""
+        if self._protection is None:
+            self._protection = self._read_protection()
+        return self._protection
+
+    def _read_protection(self) -> Protection:
         return Protection(
             torque_limit=float(self.get(t.TORQUE_LIMIT)),
             overload_threshold=self.get(t.OVERLOAD_TORQUE) * 10.0,
@@ -199,6 +212,8 @@ class EmulatedServo:
         """Let ``dt`` seconds pass: move, heat or cool, and trip protections."""
         if dt <= 0:
             return
+        if self._quiescent():
+            return  # limp, still and at idle temperature: nothing can change, the registers are current
         protection = self.protection()
         while dt > 0:
             torque_on = bool(self.get(t.TORQUE_ENABLE))
@@ -212,6 +227,16 @@ class EmulatedServo:
                 log.info("servo %d: %s, torque switched off", self.id, t.describe_error_bits(tripped))
                 self.set(t.TORQUE_ENABLE, 0)
         self.refresh()
+
+    def _quiescent(self) -> bool:
+        telemetry = self.telemetry
+        return (
+            not self.mem[t.TORQUE_ENABLE.address]
+            and self.velocity == 0.0
+            and abs(telemetry.temperature - self.physics.idle_temperature_c) < 1e-3
+            and not telemetry.latched
+            and not telemetry.overheated
+        )
 
     def _rest(self, h: float) -> list[Segment]:
         self.velocity = 0.0
