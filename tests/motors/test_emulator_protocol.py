@@ -210,3 +210,27 @@ def test_truncated_packet_is_abandoned_even_under_steady_traffic(emulator: ArmEm
         assert emulator.dropped_bytes >= 1
     finally:
         os.close(fd)
+
+
+def test_present_velocity_is_sign_magnitude_on_the_wire(sdk) -> None:
+    port, ph = sdk
+    ph.write1ByteTxRx(port, 1, t.TORQUE_ENABLE.address, 1)
+    ph.write2ByteTxRx(port, 1, t.GOAL_POSITION.address, 100)  # downward
+    raw = wait_for(lambda: ph.read2ByteTxRx(port, 1, t.PRESENT_VELOCITY.address)[0] & 0x8000 and
+                   ph.read2ByteTxRx(port, 1, t.PRESENT_VELOCITY.address)[0])  # fmt: skip
+    assert t.decode_value(t.PRESENT_VELOCITY, int(raw)) < 0
+
+
+def test_a_dropped_reply_of_one_servo_times_out_only_that_servo(sdk, emulator: ArmEmulator) -> None:
+    port, ph = sdk
+    emulator.drop_next_replies(1, servo_id=4)
+    assert ph.ping(port, 4)[1] == scs.COMM_RX_TIMEOUT
+    assert ph.ping(port, 3)[1] == scs.COMM_SUCCESS
+    assert ph.ping(port, 4)[1] == scs.COMM_SUCCESS
+
+
+def test_cli_defaults_describe_an_sts3215_at_12_volts() -> None:
+    from vla_edge.motors.feetech.emulator_cli import build_parser
+
+    args = build_parser().parse_args([])
+    assert (round(args.speed), args.acceleration, args.voltage) == (3075, 25_400, 12.0)

@@ -62,6 +62,14 @@ class ArmEmulator(ServoChain):
     larger values are capped to it) and ``acceleration_ticks_per_s2`` the acceleration
     ``Acceleration`` 0 means. ``clock`` drives the physics: pass a stepped clock to make
     motion and heating deterministic (:meth:`snapshot` and every packet catch up with it).
+
+    Test hooks: :meth:`snapshot`, :meth:`register`, :meth:`goal_positions`,
+    :meth:`present_positions`, :meth:`torque_enabled`, :meth:`goal_writes`,
+    :meth:`set_position`, :meth:`power_cycle`, :meth:`set_voltage`,
+    :meth:`set_external_load`, :meth:`set_firmware_version`; fault injection:
+    :meth:`corrupt_next_replies`, :meth:`drop_next_replies` (both per servo if asked),
+    :meth:`set_offline`, :meth:`set_error_bits`, :meth:`unplug`. Without :meth:`start`,
+    :meth:`~ServoChain.feed` serves packets directly (no terminal, no thread).
     """
 
     def __init__(
@@ -103,9 +111,11 @@ class ArmEmulator(ServoChain):
             raise RuntimeError("emulator already started (after unplug(), stop() it before starting again)")
         master, slave = os.openpty()
         tty.setraw(slave, termios.TCSANOW)
-        attributes = termios.tcgetattr(slave)
-        attributes[4] = attributes[5] = termios.B1000000  # the servos' factory rate
-        termios.tcsetattr(slave, termios.TCSANOW, attributes)
+        factory_rate = getattr(termios, "B1000000", None)  # Linux; elsewhere baud rates are not emulated
+        if factory_rate is not None:
+            attributes = termios.tcgetattr(slave)
+            attributes[4] = attributes[5] = factory_rate  # the line starts at the servos' factory 1 Mbps
+            termios.tcsetattr(slave, termios.TCSANOW, attributes)
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
         self.device_path = os.ttyname(slave)
