@@ -101,6 +101,10 @@ def _delegate(command: str, rest: list[str]) -> int:
         from vla_edge.cameras.cli import main as camera_main
 
         return camera_main(rest)
+    if command == "model":
+        from vla_edge.updater.cli import main as model_main
+
+        return model_main(rest)
     if command == "arm":
         from vla_edge.motors.feetech.arm_cli import main as arm_main
 

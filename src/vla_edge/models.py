@@ -18,6 +18,8 @@ from vla_edge.errors import ConfigurationError
 from vla_edge.messages import ModelRef
 
 IDENTITY_FILE = "vla_edge_model.json"
+MANIFEST_FILE = "vla_edge_manifest.json"
+"""The delivery manifest (:mod:`vla_edge.updater.manifest`) describes the files; it is not one of them."""
 _CHUNK = 1 << 20
 
 
@@ -31,11 +33,14 @@ def default_cache_dir() -> Path:
 
 
 def directory_digest(path: Path) -> str:
-    """sha256 over (relative path, file sha256) of every regular file, in sorted order."""
+    """sha256 over (relative path, file sha256) of every regular file, in sorted order.
+
+    A ``vla_edge_manifest.json`` at the top is left out: it lists the digest, so it cannot be
+    part of it, and a source directory carrying its manifest must report the same model."""
     if not path.is_dir():
         raise ConfigurationError(f"model directory {path} does not exist; check the policy path")
     outer = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p != path / MANIFEST_FILE):
         inner = hashlib.sha256()
         with file.open("rb") as handle:
             while block := handle.read(_CHUNK):

@@ -66,6 +66,8 @@ def test_manifest_round_trips_and_is_not_part_of_the_digest(tmp_path: Path) -> N
     again = build_manifest(directory)  # name and version now come from the identity file
     assert (again.name, again.version, again.sha256) == ("tiny", "3", manifest.sha256)
     verify_directory(directory, manifest)  # the manifest file beside the model files is not "extra"
+    # The directory with its manifest reports the same model as the files alone (what devices report).
+    assert read_model_ref(directory).sha256 == directory_digest(directory) == manifest.sha256
 
 
 def test_identity_file_is_updated_and_keeps_its_other_keys(tmp_path: Path) -> None:

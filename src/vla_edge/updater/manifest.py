@@ -34,14 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vla_edge.errors import ManifestError, VerificationError
 from vla_edge.messages import ModelRef
-from vla_edge.models import IDENTITY_FILE, write_identity
+from vla_edge.models import IDENTITY_FILE, MANIFEST_FILE, write_identity
 from vla_edge.updater._fs import atomic_write_bytes
 from vla_edge.updater.hashing import combine_digest, file_sha256
 from vla_edge.updater.policy_info import read_policy_config, read_weights_info
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "vla_edge_manifest.json"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 """A manifest lists files, not data; a larger one is not a manifest."""
