@@ -11,7 +11,7 @@ import math
 import pytest
 
 from vla_edge.motors.feetech import tables as t
-from vla_edge.motors.feetech.emulator import ArmEmulator, ServoPhysics
+from vla_edge.motors.feetech.emulator import ArmEmulator, EmulatedServo, ServoPhysics
 from vla_edge.motors.feetech.emulator.motion import move_to_position, trapezoid_duration
 
 STEP_S = 0.001
@@ -206,3 +206,11 @@ def test_one_long_step_equals_many_small_ones() -> None:
     for _ in range(300):
         x, v, _ = move_to_position(x, v, 1234.5, 2000.0, 9000.0, 0.001)
     assert math.isclose(big[0], x, abs_tol=1e-6) and math.isclose(big[1], v, abs_tol=1e-6)
+
+
+def test_power_on_next_to_the_encoder_seam_holds_still() -> None:
+    servo = EmulatedServo(1, 2048, t.STS3215_MODEL_NUMBER, ServoPhysics())
+    servo.shaft = 4095.7  # a fraction past the seam: it reads 0
+    servo.power_on()
+    assert servo.get(t.PRESENT_POSITION) == servo.get(t.GOAL_POSITION) == 0
+    assert abs(servo.target() - servo.shaft) < 0.5  # holding there, not a turn away

@@ -160,9 +160,13 @@ class EmulatedServo:
         return round(self.shaft - self.get(t.HOMING_OFFSET)) % t.RESOLUTION
 
     def _wrap(self) -> None:
-        """Keep the shaft within one turn of the present frame (a single-turn absolute encoder)."""
+        """Keep the shaft within one turn of the present frame (a single-turn absolute encoder).
+
+        The turn is [-0.5, 4095.5) steps, so that the shaft is where its reading says: a shaft
+        at 4095.6 reads 0 and must sit at -0.4, or a goal of 0 would send it the long way round.
+        """
         offset = self.get(t.HOMING_OFFSET)
-        self.shaft = offset + (self.shaft - offset) % t.RESOLUTION
+        self.shaft = offset + (self.shaft - offset + 0.5) % t.RESOLUTION - 0.5
 
     def target(self) -> float:
         """Where position mode drives the shaft: the goal, clamped to the limits, plus the offset."""
