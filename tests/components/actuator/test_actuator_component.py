@@ -142,8 +142,8 @@ def test_health_reports_counters_and_metrics(make_actuator) -> None:
     assert {"tick_ms", "queued_actions", "holding", "torque_enabled", "estop"} <= set(health.metrics)
 
 
-def test_corrupt_reply_is_counted_reported_and_recovered(make_actuator, emulator: ArmEmulator) -> None:
-    harness = make_actuator()
+def test_corrupt_reply_without_retries_is_counted_reported_and_recovered(make_actuator, emulator: ArmEmulator) -> None:
+    harness = make_actuator(busRetries=0)  # with retries it would not even be a bus error (test_faults.py)
     harness.wait_ticks(2)
     emulator.corrupt_next_replies(1)
     wait_for(lambda: harness.component.counters.get("bus_errors") >= 1)
@@ -181,13 +181,14 @@ def test_stop_holds_then_turns_torque_off(make_actuator, emulator: ArmEmulator) 
     wait_for(lambda: emulator.goal_positions()[1] > degrees_to_ticks(10.0))
     finish(harness)
     assert not any(emulator.torque_enabled().values())
+    shoulder = [goal for _, servo, goal in emulator.goal_writes() if servo == 1]
     last_goals = {servo: goal for _, servo, goal in emulator.goal_writes()[-6:]}
-    present = emulator.present_positions()
-    # A hold: the last goal is where the arm was read to be just before torque went off (the servo may
-    # still creep a few ticks between that read and the write on a loaded machine), far from the target.
-    target = degrees_to_ticks(25.0)
-    assert abs(last_goals[1] - present[1]) <= max(8, abs(target - present[1]) // 4), (last_goals, present)
-    assert all(abs(last_goals[i] - present[i]) <= 2 for i in present if i != 1), (last_goals, present)
+    # A hold: the last goal is where the arm was read to be just before torque went off. The emulated
+    # servo decelerates as a real one does, so it may end a few dozen ticks past that read when it was
+    # moving fast; what is certain is that the hold is behind the goal it was chasing, far from the target.
+    hold, chased = shoulder[-1], shoulder[-2]
+    assert 2048 < hold <= chased < degrees_to_ticks(25.0), shoulder[-5:]
+    assert all(last_goals[i] == 2048 for i in (2, 3, 4, 5, 6)), last_goals
     assert harness.component.state == "STOPPING"
 
 

@@ -21,7 +21,10 @@ Active model
     The actuator follows ``vla-edge/model/status``: once a ModelStatus with state
     ``active`` names a model, a chunk from any other model (name, version or sha256) is
     rejected (``rejected.inactive_model``, rate-limited warning). Before any such status
-    arrives chunks are accepted; that the model is not yet confirmed is logged once.
+    arrives chunks are accepted; that the model is not yet confirmed is logged once. When
+    the status says which ``norm_mode`` the model was trained in, its chunks are rejected
+    (``rejected.norm_mode_mismatch``) unless the actuator is calibrated with that
+    ``normMode`` (:mod:`.intake`).
 
 Tick timing
     Ticks run on the wall-clock grid of ``1/controlHz``, ``tickPhaseS`` after each grid
@@ -38,9 +41,24 @@ Torque rules
     watchdog torque-off, torque returns only with the next fresh action, which starts
     from the measured position. On stop: hold, then torque off.
 
-A servo-bus failure never leaves the loop: it is counted (``bus_errors``), reported
-(state ERRORED with the reason) and the arm is re-held on the next good tick; a lost
-port is reopened every ``reconnectIntervalS``.
+Faults
+    No exception leaves the control loop. A transaction without a usable answer (no
+    status packet, bad checksum) is retried up to ``busRetries`` times while the retry
+    fits before the tick's deadline (``bus_retries.<timeout|corrupt>``, :mod:`.link`); a
+    failure left after that is counted (``bus_errors``), reported (state ERRORED with the
+    reason) and the arm is re-held on the next good tick. Status packets with error bits
+    still deliver the positions; each fault is counted (``servo_faults.<name>``) and
+    logged (rate-limited) with the joint, servo id and what to check, and the serious
+    ones (overheat, overload, overcurrent, input voltage, angle sensor: :mod:`.faults`)
+    make the tick fail and report ERRORED naming joint and fault. After
+    ``faultStopAfter`` failing ticks in a row with the port open, the plan is dropped,
+    no goal is written and torque goes off, every servo tried (``safety.fault_torque_off``);
+    the state stays ERRORED until a tick is clean again, and torque returns only with
+    the next fresh action, from the measured position, as after a watchdog torque-off. A
+    lost port is reopened ``reconnectIntervalS`` later, the wait doubling per failed
+    attempt up to ``reconnectMaxIntervalS`` (``bus_reconnect_attempts``,
+    ``bus_reconnects``). Servo telemetry (temperature, voltage, load, current and the
+    error bits) is read at ``telemetryHz`` when the tick has time for it (:mod:`.telemetry`).
 """
 
 from __future__ import annotations
@@ -50,45 +68,31 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from vla_edge import messages
 from vla_edge.bus.base import Bus
+from vla_edge.components.actuator.arm import Arm
 from vla_edge.components.actuator.config import ActuatorConfig
+from vla_edge.components.actuator.intake import ChunkIntake
+from vla_edge.components.actuator.link import ServoLink, make_servo_bus
+from vla_edge.components.actuator.monitor import FaultMonitor, Verdict
+from vla_edge.components.actuator.ratelimit import RateLimitedLog
 from vla_edge.components.actuator.safety import UnsafeAction, clamp_goal
-from vla_edge.components.actuator.schedule import (
-    ActionSchedule,
-    Admission,
-    ScheduledAction,
-)
+from vla_edge.components.actuator.schedule import ActionSchedule, ScheduledAction
+from vla_edge.components.actuator.telemetry import TelemetrySampler
 from vla_edge.components.actuator.units import JointUnits
 from vla_edge.components.base import Component
-from vla_edge.errors import BusError, ServoBusError
-from vla_edge.motors.base import ServoBus, ServoBusConfig
+from vla_edge.errors import BusError, ServoBusError, ServoFault
+from vla_edge.motors.base import ServoBus
 
 STARVED_WINDOW_S = 1.0
 """A tick without a plan counts as starved only this soon after the last executed action."""
-WARNING_INTERVAL_S = 5.0
-"""Repeated warnings of one kind (far-future or stale chunks) are logged at most this often."""
-
-
-def make_servo_bus(config: ActuatorConfig) -> ServoBus:
-    from vla_edge.motors.feetech.bus import FeetechBus
-
-    return FeetechBus(
-        ServoBusConfig(
-            port=config.serial_port,
-            motor_ids=config.motor_ids,
-            baudrate=config.baudrate,
-            packet_timeout_ms=config.packet_timeout_ms,
-        )
-    )
-
 
 
 def next_tick_time(now: float, period: float, phase: float) -> float:
     """The first wall-clock time after ``now`` of the form ``k * period + phase``."""
     return (math.floor((now - phase) / period) + 1) * period + phase
+
 
 class ActuatorComponent(Component[ActuatorConfig]):
     name = "actuator"
@@ -100,20 +104,28 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._clock = clock  # wall clock for chunk admission; injectable so tests can drive time explicitly
         self.servos = servos if servos is not None else make_servo_bus(config)
         self.schedule = ActionSchedule.from_config(config)
-        self._ids = config.motor_ids
         self._units = JointUnits.from_config(config)  # LeRobot calibration and normalisation when configured
         self._lower = [joint.min_deg for joint in config.joints]
         self._upper = [joint.max_deg for joint in config.joints]
+        self._joints = {joint.id: joint.name for joint in config.joints}
         self._estop = threading.Event()
         self._wake = threading.Event()
+        self.warnings = RateLimitedLog(self.log)
+        self.intake = ChunkIntake(
+            self.schedule, chunk_merge=config.chunk_merge, calibrated=self._units.calibrated,
+            norm_mode=config.norm_mode, counters=self.counters, log=self.log, warnings=self.warnings, clock=clock,
+        )
+        self.link = ServoLink(
+            self.servos, retries=config.bus_retries, packet_timeout_s=config.packet_timeout_ms / 1000.0,
+            reconnect_interval_s=config.reconnect_interval_s, reconnect_max_interval_s=config.reconnect_max_interval_s,
+            counters=self.counters, log=self.log,
+        )
+        self.monitor = FaultMonitor(self._joints, config.fault_stop_after, self.counters, self.warnings, self.log)
+        self.arm = Arm(self.link, self._units, self.monitor.note, self.log)
+        self.telemetry = TelemetrySampler(config.telemetry_hz)
         # Control-thread state.
-        self._present: list[float] | None = None
-        self._goal: list[float] | None = None
-        self._torque: bool | None = None
-        self._holding = True
         self._resync = False
         self._last_action = time.monotonic()
-        self._next_connect = 0.0
         self._actions_applied = 0
         self._latency_ms: float | None = None
         self._tick_starts: collections.deque[float] = collections.deque(maxlen=256)
@@ -123,10 +135,6 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self._starving = False
         self._ahead_s = 0.0
         self._ahead_s_min: float | None = None
-        self._warned: dict[str, tuple[float, int]] = {}
-        self._warn_lock = threading.Lock()
-        self._active_model: messages.ModelRef | None = None
-        self._unconfirmed_logged = False
 
     # --- inbound messages (transport thread) ----------------------------------------------
 
@@ -134,68 +142,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         if self._estop.is_set():
             self.counters.add("ignored.chunk_during_estop")
             return
-        active = self._active_model
-        if active is None:
-            if not self._unconfirmed_logged:
-                self._unconfirmed_logged = True
-                self.log.info(
-                    "no active model confirmed yet (%s): accepting chunks from %s %s",
-                    messages.TOPIC_MODEL_STATUS, chunk.model.name, chunk.model.version,
-                )
-        elif chunk.model != active:
-            self.counters.add("rejected.inactive_model")
-            self._warn_limited(
-                "inactive_model",
-                "rejected action chunk from %s %s (%s...): the active model is %s %s (%s...)",
-                chunk.model.name, chunk.model.version, chunk.model.sha256[:12],
-                active.name, active.version, active.sha256[:12],
-            )
-            return
-        try:
-            admission = self.schedule.submit(chunk, self._clock())
-        except UnsafeAction as exc:
-            self.counters.add(f"rejected.{exc.reason}")
-            self.log.warning("rejected action chunk: %s", exc)
-            return
-        self._count_admission(admission)
-
-    def _count_admission(self, admission: Admission) -> None:
-        if admission.outcome != "queued":
-            self.counters.add(f"chunks_dropped.{admission.outcome}")
-            if admission.outcome == "cleared":
-                self.log.info("%s", admission.detail)
-            else:
-                self._warn_limited(admission.outcome, "dropped action chunk: %s", admission.detail)
-            return
-        if admission.replaced:
-            self.counters.add("actions_replaced", admission.replaced)
-        if admission.merged:
-            self.counters.add(f"chunks_merged.{self.config.chunk_merge}")
-
-    def _warn_limited(self, kind: str, message: str, *args: Any) -> None:
-        """Log a warning, at most once per ``WARNING_INTERVAL_S`` per kind, saying how many were held back."""
-        now = time.monotonic()
-        with self._warn_lock:
-            last, held = self._warned.get(kind, (float("-inf"), 0))
-            if now - last < WARNING_INTERVAL_S:
-                self._warned[kind] = (last, held + 1)
-                return
-            self._warned[kind] = (now, 0)
-        suffix = f" (and {held} more like it since the last warning)" if held else ""
-        self.log.warning(message + "%s", *args, suffix)
-
-    def _on_model_status(self, status: messages.ModelStatus) -> None:
-        """Remember the active model; chunks from any other model are rejected from now on."""
-        if status.state != "active" or status.model is None:
-            return
-        if status.model != self._active_model:
-            previous = self._active_model
-            self._active_model = status.model
-            self.counters.add("model.active_changed")
-            self.log.info(
-                "active model: %s %s (%s...)%s", status.model.name, status.model.version, status.model.sha256[:12],
-                f", was {previous.name} {previous.version}" if previous is not None else "",
-            )
+        self.intake.submit(chunk)
 
     def _on_estop(self, estop: messages.EStop) -> None:
         if estop.engaged:
@@ -215,7 +162,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         """Subscribe to action chunks, e-stops and model status (done by :meth:`run`)."""
         self.router.subscribe(messages.TOPIC_ACTION_CHUNK, self._on_chunk, expect=messages.ActionChunk)
         self.router.subscribe(messages.TOPIC_ESTOP, self._on_estop, expect=messages.EStop)
-        self.router.subscribe(messages.TOPIC_MODEL_STATUS, self._on_model_status, expect=messages.ModelStatus)
+        self.router.subscribe(messages.TOPIC_MODEL_STATUS, self.intake.on_model_status, expect=messages.ModelStatus)
 
     def run(self, stop: threading.Event) -> None:
         self.subscribe()
@@ -228,7 +175,12 @@ class ActuatorComponent(Component[ActuatorConfig]):
                     self._wake.clear()  # an e-stop: act now, then fall back onto the grid
                 elif time.time() - planned > period - phase:
                     self.counters.add("tick_overruns")  # woke so late that the next grid point passed
-                self._tick(min(planned, time.time()))
+                try:
+                    self._tick(min(planned, time.time()))
+                except Exception as exc:  # a bug must not end the loop that can still turn torque off
+                    self.counters.add("tick_errors")
+                    self.log.exception("control tick failed unexpectedly; the loop goes on")
+                    self._judge(self.monitor.failed(f"unexpected error in the control tick: {exc!r}", True))
                 self._publish_health()
         finally:
             self._shutdown()
@@ -237,31 +189,36 @@ class ActuatorComponent(Component[ActuatorConfig]):
         """One control tick; ``slot`` is the wall-clock time it was planned for (its action's time)."""
         started = time.monotonic()
         self._tick_starts.append(started)
-        if not self.servos.is_connected:
-            if started < self._next_connect:
-                return
-            self._next_connect = started + self.config.reconnect_interval_s
-            try:
-                self._connect()
-            except ServoBusError as exc:
-                self._bus_error(exc)
-                return
+        if not self.link.is_connected and not self.link.open_due(started):
+            return
+        wall = time.time()
+        slot = wall if slot is None else slot
+        period = self.config.tick_s
+        self.link.deadline = started + min(period, max(0.0, slot + period - wall))  # the next tick's start
+        self.monitor.begin_tick()
         try:
-            self._control(started, time.time() if slot is None else slot)
+            if not self.link.is_connected:
+                self._connect(started)
+            self._control(started, slot)
         except ServoBusError as exc:
-            self._bus_error(exc)
+            if isinstance(exc, ServoFault):
+                self.monitor.note(exc.faults)
+            self.counters.add("bus_errors")
+            self._resync = True
+            self.warnings.warning("bus_error", "servo bus: %s", exc)
+            self._judge(self.monitor.failed(str(exc), toward_stop=self.link.is_connected))
         else:
-            self.set_state("RUNNING")
+            self._judge(self.monitor.checked())
         self._tick_ms = (time.monotonic() - started) * 1000.0
         self._tick_ms_max = max(self._tick_ms_max, self._tick_ms)
 
-    def _connect(self) -> None:
-        self.servos.connect()
-        self._present = self._read_present()
-        if self._estop.is_set() or self._idle() >= self.config.torque_off_after_s:
-            self._set_torque(False)
+    def _connect(self, now: float) -> None:
+        self.link.open(now)
+        self.arm.read()
+        if self._estop.is_set() or self.monitor.stopped or self._idle() >= self.config.torque_off_after_s:
+            self.arm.set_torque(False)
         else:
-            self._hold(energize=True)
+            self.arm.hold(energize=True)
         self._resync = False
         self.log.info("servo bus ready on %s", self.config.serial_port)
 
@@ -273,13 +230,13 @@ class ActuatorComponent(Component[ActuatorConfig]):
         """
         latency_ms = None
         applied: ScheduledAction | None = None
-        if self._estop.is_set():
+        if self._estop.is_set() or self.monitor.stopped:
             dropped = self.schedule.clear()
             if dropped:
-                self.counters.add("actions_dropped.estop", dropped)
-            if self._torque is not False:
-                self._set_torque(False)
-            self._holding = True
+                self.counters.add("actions_dropped.estop" if self._estop.is_set() else "actions_dropped.fault_stop", dropped)
+            if self._estop.is_set() and self.arm.torque is not False:
+                self.arm.set_torque(False)
+            self.arm.holding = True
         else:
             due = self.schedule.pop_due(slot, self.config.max_action_lag_s)
             self._ahead_s = due.ahead_s
@@ -295,7 +252,10 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self._starving = False
                 done, latency_ms = self._apply(due.action, now)
                 applied = due.action if done else None
-        self._present = self._read_present()
+        self.arm.read()
+        if self.telemetry.due(now) and (self.link.fits("read_telemetry") or self.telemetry.overdue(now)):
+            self.telemetry.update(self.link.read_telemetry(), now)
+        self.monitor.note(self.telemetry.faults)  # the latest reading's, until the next one
         self._resync = False
         self._publish_state(latency_ms, applied)
 
@@ -306,7 +266,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         faster than the policy's action rate (the goal simply stays), so it does not count.
         """
         recent = self._last_applied is not None and now - self._last_applied <= STARVED_WINDOW_S
-        if not (self._torque is True and ahead_s <= 0.0 and recent):
+        if not (self.arm.torque is True and ahead_s <= 0.0 and recent):
             return
         self.counters.add("starved_ticks")
         if not self._starving:
@@ -315,9 +275,9 @@ class ActuatorComponent(Component[ActuatorConfig]):
 
     def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
         """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""
-        if self._torque is not True:
-            self._hold(energize=True)
-        reference = self._goal if self._goal is not None else self._present
+        if self.arm.torque is not True:
+            self.arm.hold(energize=True)
+        reference = self.arm.goal if self.arm.goal is not None else self.arm.present
         assert reference is not None  # read on connect
         try:
             clamped = clamp_goal(action.values, reference, self._lower, self._upper, self.config.max_step_deg)
@@ -325,10 +285,8 @@ class ActuatorComponent(Component[ActuatorConfig]):
             self.counters.add("safety.rejected_action")
             self.log.warning("action not applied: %s", exc)
             return False, None
-        self.servos.sync_write_goals(self._to_ticks(clamped.goals))
+        self.arm.write(clamped.goals)
         written = time.time()
-        self._goal = list(clamped.goals)
-        self._holding = False
         self._last_action = now
         self._last_applied = now
         self._actions_applied += 1
@@ -346,47 +304,38 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def _watchdog(self) -> None:
         idle = self._idle()
         if idle >= self.config.torque_off_after_s:
-            if self._torque is not False:
+            if self.arm.torque is not False:
                 self.log.warning("no fresh action for %.1f s: torque off", idle)
                 self.counters.add("safety.watchdog_torque_off")
-                self._set_torque(False)
-        elif self._torque is True and (self._resync or (idle >= self.config.hold_after_s and not self._holding)):
+                self.arm.set_torque(False)
+        elif self.arm.torque is True and (self._resync or (idle >= self.config.hold_after_s and not self.arm.holding)):
             if not self._resync:
                 self.log.info("no fresh action for %.2f s: holding", idle)
                 self.counters.add("safety.watchdog_hold")
-            self._hold(energize=False)
+            self.arm.hold(energize=False)
 
-    def _hold(self, energize: bool) -> None:
-        """Goal := measured position (nothing moves); with ``energize`` also switch torque on."""
-        assert self._present is not None
-        self.servos.sync_write_goals(self._to_ticks(self._present))
-        self._goal = list(self._present)
-        self._holding = True
-        if energize:
-            self._set_torque(True)
+    # --- faults (judged by :mod:`.monitor`) -----------------------------------------------------
 
-    def _set_torque(self, enabled: bool) -> None:
-        self._torque = None  # unknown until the bus confirms
-        self.servos.set_torque(enabled)
-        self._torque = enabled
-        if not enabled:
-            self._goal = None
-            self._holding = True
-
-    def _bus_error(self, exc: ServoBusError) -> None:
-        self.counters.add("bus_errors")
-        self._resync = True
-        self.set_state("ERRORED", str(exc))
-        self.log.warning("servo bus: %s", exc)
+    def _judge(self, verdict: Verdict) -> None:
+        """Act on a tick's verdict: stop (plan dropped, torque off) or recover (make sure it is off)."""
+        if verdict.stop:
+            dropped = self.schedule.clear()
+            if dropped:
+                self.counters.add("actions_dropped.fault_stop", dropped)
+        if verdict.stop or (verdict.recovered and self.arm.torque is not False):
+            self.arm.release()  # on recovery: the torque-off at the stop may not have reached every servo
+        self.set_state(verdict.state, verdict.detail)
 
     def _shutdown(self) -> None:
         self.set_state("STOPPING")
-        if self.servos.is_connected:
+        if self.link.is_connected:
+            self.link.deadline = math.inf  # no tick to keep: retries may take their time
             try:
-                if self._torque is not False and self._present is not None and not self._estop.is_set():
-                    self._present = self._read_present()
-                    self._hold(energize=False)
-                self._set_torque(False)
+                held = self.arm.torque is not False and not self._estop.is_set() and not self.monitor.stopped
+                if held and self.arm.present is not None:
+                    self.arm.read()
+                    self.arm.hold(energize=False)
+                self.arm.set_torque(False)
             except ServoBusError as exc:
                 self.counters.add("bus_errors")
                 self.log.error("could not hold and release the arm on stop: %s", exc)
@@ -398,21 +347,15 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def _idle(self) -> float:
         return time.monotonic() - self._last_action
 
-    def _read_present(self) -> list[float]:
-        return self._units.positions(self.servos.sync_read_positions())
-
-    def _to_ticks(self, values: list[float] | tuple[float, ...]) -> dict[int, int]:
-        return self._units.goals(values)
-
     def _publish_state(self, latency_ms: float | None, applied: ScheduledAction | None) -> None:
-        assert self._present is not None
+        assert self.arm.present is not None
         state = messages.JointState(
             t=time.time(),
             names=self.config.names,
-            positions=self._present,
-            goals=self._goal,
-            holding=self._holding,
-            torque_enabled=self._torque is True,
+            positions=self.arm.present,
+            goals=self.arm.goal,
+            holding=self.arm.holding,
+            torque_enabled=self.arm.torque is True,
             actions_applied=self._actions_applied,
             latency_ms=latency_ms,
             chunk_id=applied.chunk.chunk_id if applied is not None else None,
@@ -440,12 +383,14 @@ class ActuatorComponent(Component[ActuatorConfig]):
             "tick_ms_max": self._tick_ms_max,
             "queued_actions": float(len(self.schedule)),
             "latency_ms": self._latency_ms,
-            "holding": float(self._holding),
-            "torque_enabled": None if self._torque is None else float(self._torque),
+            "holding": float(self.arm.holding),
+            "torque_enabled": None if self.arm.torque is None else float(self.arm.torque),
             "estop": float(self._estop.is_set()),
             "idle_s": self._idle(),
             "queue_ahead_s": self._ahead_s,
             "queue_ahead_s_min": self._ahead_s_min,
+            **self.monitor.metrics(),
+            **self.telemetry.metrics(time.monotonic()),
         }
         self._tick_ms_max = 0.0
         self._ahead_s_min = None
