@@ -7,8 +7,8 @@ import json
 import math
 import threading
 
-from support.actuator import Harness, actuator_config, chunk, finish, start
 from support import wait_for
+from support.actuator import Harness, actuator_config, chunk, finish, start
 
 from vla_edge import messages
 from vla_edge.components.actuator.units import degrees_to_ticks

@@ -253,11 +253,11 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 done, latency_ms = self._apply(due.action, now)
                 applied = due.action if done else None
         self.arm.read()
-        if self.telemetry.due(now) and (self.link.fits("read_telemetry") or self.telemetry.overdue(now)):
-            self.telemetry.update(self.link.read_telemetry(), now)
-        self.monitor.note(self.telemetry.faults)  # the latest reading's, until the next one
         self._resync = False
         self._publish_state(latency_ms, applied)
+        if self.telemetry.due(now) and (self.link.fits("read_telemetry") or self.telemetry.overdue(now)):
+            self.telemetry.update(self.link.read_telemetry(), now)  # after the state: it must not delay it
+        self.monitor.note(self.telemetry.faults)  # the latest reading's, until the next one
 
     def _check_starved(self, now: float, ahead_s: float) -> None:
         """Count a tick where the plan ran dry while the arm was being driven.
