@@ -3,14 +3,17 @@
 * :class:`Rings` writes frames into real shared-memory rings (as the camera component does)
   and returns the ``FrameReady`` announcing each.
 * :func:`joints` makes a ``JointState``.
-* :class:`Harness` runs an ``InferenceComponent`` on an in-memory bus and collects what it publishes.
+* :class:`Harness` runs an ``InferenceComponent`` on an in-memory bus and collects what it publishes
+  (chunks, health, model reports, and all of them in arrival order in ``events``).
+* :func:`command` makes a ``ModelCommand``; :meth:`Harness.drive_until` runs the loop's passes on the
+  test thread until a condition holds (a stage runs on the component's own worker meanwhile).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,25 +75,65 @@ def joints(
     return messages.JointState(t=time.time() - age_s if t is None else t, names=names, positions=positions)
 
 
-class Harness:
-    """A component on its own bus, a second bus to feed it, and everything it published."""
+def command(action: str, model: messages.ModelRef, path: Path | str = "", **fields: Any) -> messages.ModelCommand:
+    return messages.ModelCommand(t=time.time(), action=action, model=model, path=str(path), **fields)  # type: ignore[arg-type]
 
-    def __init__(self, broker: InMemoryBroker, policy: Any, frame_dir: Path, **config: Any) -> None:
+
+class Harness:
+    """A component on its own bus, a second bus to feed it, and everything it published.
+
+    ``switching``: keyword arguments for the component's ModelSwitcher (validator, loader, free memory).
+    """
+
+    def __init__(
+        self, broker: InMemoryBroker, policy: Any, frame_dir: Path, switching: dict[str, Any] | None = None,
+        **config: Any,
+    ) -> None:
         self.bus: InMemoryBus = broker.bus()
         self.config = load_config(InferenceConfig, {"frameDir": str(frame_dir), **config})
-        self.component = InferenceComponent(self.bus, self.config, policy=policy)
+        self.component = InferenceComponent(self.bus, self.config, policy=policy, **(switching or {}))
         self.feeder = broker.bus()
         self.chunks: list[messages.ActionChunk] = []
         self.health: list[messages.ComponentHealth] = []
+        self.reports: list[messages.ModelReport] = []
+        self.events: list[messages.Message] = []
+        self._lock = threading.Lock()
+        self.feed: Callable[[], None] | None = None
         self.feeder.subscribe(messages.TOPIC_ACTION_CHUNK, self._collect)
         self.feeder.subscribe(messages.TOPIC_HEALTH.format(component="inference"), self._collect)
+        self.feeder.subscribe(messages.TOPIC_MODEL_REPORT, self._collect)
 
     def _collect(self, topic: str, payload: Any) -> None:
         message = messages.decode(topic, payload)
-        if isinstance(message, messages.ActionChunk):
-            self.chunks.append(message)
-        elif isinstance(message, messages.ComponentHealth):
-            self.health.append(message)
+        with self._lock:  # reports come from the stage worker too
+            self.events.append(message)
+            if isinstance(message, messages.ActionChunk):
+                self.chunks.append(message)
+            elif isinstance(message, messages.ComponentHealth):
+                self.health.append(message)
+            elif isinstance(message, messages.ModelReport):
+                self.reports.append(message)
+
+    def report(self, state: str, request_id: str | None = None) -> messages.ModelReport | None:
+        """The latest model report in ``state`` (for ``request_id`` when given)."""
+        with self._lock:
+            found = [r for r in self.reports if r.state == state and (request_id is None or r.request_id == request_id)]
+        return found[-1] if found else None
+
+    def drive_until(self, condition: Any, timeout: float = 240.0) -> None:
+        """Run loop passes (``step``) on this thread until ``condition()``; fail after ``timeout`` seconds.
+
+        ``self.feed``, when set, is called about once a second to keep the inputs fresh.
+        """
+        deadline = time.monotonic() + timeout
+        fed = time.monotonic()
+        while not condition():
+            assert time.monotonic() < deadline, f"condition not met within {timeout} s; reports: {self.reports}"
+            if self.feed is not None and time.monotonic() - fed > 1.0:
+                self.feed()
+                fed = time.monotonic()
+            self.component.step()
+            time.sleep(0.01)
 
     def send(self, *items: messages.Message) -> None:
         for item in items:

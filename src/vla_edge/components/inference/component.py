@@ -29,6 +29,13 @@ Failures
     Missing or stale inputs publish nothing (the actuator holds); an exception from
     the policy is counted, reported as ERRORED with its reason and retried one refill
     period later; the first success returns the component to RUNNING.
+
+Models
+    :class:`~vla_edge.components.inference.switching.ModelSwitcher` owns the loaded models
+    and answers the model-updater's commands (stage, activate, discard). Each pass reads the
+    serving model once, at its start, so a switch happens between passes; the first pass
+    after an activation infers at once, without waiting for the refill point. On start the
+    component reports the model it serves on the model-report topic.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,12 +56,13 @@ from vla_edge.components.inference.config import InferenceConfig
 from vla_edge.components.inference.frames import CameraFrame, LatestFrames
 from vla_edge.components.inference.inputs import InputHistory, Observation
 from vla_edge.components.inference.metrics import InferenceMetrics
-from vla_edge.errors import BusError, ConfigurationError, PolicyError
+from vla_edge.components.inference.staging import LoadedModel, estimate_memory_mb
+from vla_edge.components.inference.switching import ModelSwitcher
+from vla_edge.errors import AccessDenied, BusError, ConfigurationError, PolicyError
 from vla_edge.models import default_cache_dir, read_model_ref
 from vla_edge.policies import (
     LoadedPolicy,
     ensure_demo_policy,
-    is_demo_policy,
     load_policy,
     set_torch_threads,
 )
@@ -83,23 +92,30 @@ def resolve_policy_path(config: InferenceConfig) -> tuple[Path, str]:
 class InferenceComponent(Component[InferenceConfig]):
     name = "inference"
 
-    def __init__(self, bus: Bus, config: InferenceConfig, policy: LoadedPolicy | None = None) -> None:
-        """Load the policy (or use ``policy``, already loaded) and subscribe to the inputs.
+    def __init__(
+        self, bus: Bus, config: InferenceConfig, policy: LoadedPolicy | None = None, **switching: Any
+    ) -> None:
+        """Load the policy (or use ``policy``, already loaded) and subscribe to the inputs and model commands.
 
         Raises PolicyError when the policy cannot be loaded or does not fit the configured
         cameras and joints; nothing is subscribed or published then. An injected ``policy``
-        keeps the device, dtype and compile settings it was loaded with.
+        keeps the device, dtype and compile settings it was loaded with. ``switching``: keyword
+        arguments of :class:`ModelSwitcher` (the validator, loader and free-memory reading).
         """
         super().__init__(bus, config)
-        self.policy = policy if policy is not None else self._load_policy(config)
-        self.policy.check_io(config.cameras, config.joint_names)
+        started = time.perf_counter()
+        policy = policy if policy is not None else self._load_policy(config)
+        load_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        policy.check_io(config.cameras, config.joint_names)
         try:
-            self.model_ref = read_model_ref(self.policy.path)
+            ref = read_model_ref(policy.path)
         except ConfigurationError as exc:
-            raise PolicyError(f"cannot identify the policy in {self.policy.path}: {exc}") from exc
-        self.untrained = is_demo_policy(self.policy.path)
-        if self.untrained:
-            self.log.warning(UNTRAINED_WARNING, self.policy.path)
+            raise PolicyError(f"cannot identify the policy in {policy.path}: {exc}") from exc
+        serving = LoadedModel(ref, policy, estimate_memory_mb(policy.path), load_ms=load_ms)
+        self.models = ModelSwitcher(serving, config, self._publish_report, self.counters, task=lambda: self.task,
+                                    **switching)
+        if serving.untrained:
+            self.log.warning(UNTRAINED_WARNING, policy.path)
         self.frames = LatestFrames(list(config.cameras), Path(config.frame_dir), self.counters)
         self.inputs = InputHistory(list(config.joint_names), config.task)
         self.stats = InferenceMetrics()
@@ -108,11 +124,49 @@ class InferenceComponent(Component[InferenceConfig]):
         self._next_attempt = 0.0
         self._waiting_for: str | None = None
         self._failing = False
-        if self.policy.needs_language and not config.task:
-            self.log.warning(EMPTY_TASK_WARNING, self.policy.policy_type)
+        if policy.needs_language and not config.task:
+            self.log.warning(EMPTY_TASK_WARNING, policy.policy_type)
         self.router.subscribe(messages.TOPIC_FRAME_ALL, self._on_frame, expect=messages.FrameReady)
         self.router.subscribe(messages.TOPIC_JOINT_STATE, self._on_joint_state, expect=messages.JointState)
         self.router.subscribe(messages.TOPIC_INSTRUCTION, self._on_instruction, expect=messages.TaskInstruction)
+        try:
+            self.router.subscribe(messages.TOPIC_MODEL_COMMAND, self.models.handle, expect=messages.ModelCommand)
+        except AccessDenied as exc:  # an older recipe: serve the model anyway, without switching
+            self.log.error(
+                "model switching is off: %s. Grant SubscribeToTopic on %s and PublishToTopic on %s in the "
+                "inference recipe's accessControl, then deploy it again", exc, messages.TOPIC_MODEL_COMMAND,
+                messages.TOPIC_MODEL_REPORT,
+            )
+
+    @property
+    def serving(self) -> LoadedModel | None:
+        """The model the inference loop uses now (None only while a hold switch has unloaded it)."""
+        return self.models.serving
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        """The serving policy; PolicyError while no model is loaded."""
+        serving = self.models.serving
+        if serving is None:
+            raise PolicyError("no model is loaded (a switch under hold is in progress)")
+        return serving.policy
+
+    @property
+    def model_ref(self) -> messages.ModelRef | None:
+        serving = self.models.serving
+        return None if serving is None else serving.ref
+
+    @property
+    def untrained(self) -> bool:
+        serving = self.models.serving
+        return serving is not None and serving.untrained
+
+    def _publish_report(self, report: messages.Message) -> None:
+        try:
+            self.router.publish(report)
+        except BusError as exc:
+            self.counters.add("publish_errors")
+            self.log.warning("model report not published: %s", exc)
 
     def _load_policy(self, config: InferenceConfig) -> LoadedPolicy:
         path, source = resolve_policy_path(config)
@@ -148,8 +202,9 @@ class InferenceComponent(Component[InferenceConfig]):
     def _on_instruction(self, instruction: messages.TaskInstruction) -> None:
         previous = self.inputs.set_task(instruction.text, time.time())
         self.log.info("task instruction set to %r (was %r); used from the next observation", instruction.text, previous)
-        if self.policy.needs_language and not instruction.text:
-            self.log.warning(EMPTY_TASK_WARNING, self.policy.policy_type)
+        serving = self.models.serving
+        if serving is not None and serving.policy.needs_language and not instruction.text:
+            self.log.warning(EMPTY_TASK_WARNING, serving.policy.policy_type)
 
     @property
     def task(self) -> str:
@@ -162,7 +217,8 @@ class InferenceComponent(Component[InferenceConfig]):
         self.warm_up(stop)
         if stop.is_set():
             return
-        self.set_state("RUNNING")
+        self.models.report_start()
+        self.set_state("RUNNING", self._serving_detail())
         while not stop.is_set():
             self.step()
             self.publish_health()
@@ -186,11 +242,16 @@ class InferenceComponent(Component[InferenceConfig]):
         return latencies
 
     def step(self) -> messages.ActionChunk | None:
-        """One pass of the loop: infer and publish if a chunk is due and inputs are fresh."""
+        """One pass of the loop: infer and publish if a chunk is due (or a model was just activated) and inputs are fresh."""
         now = time.time()
-        if now < self._next_attempt:
+        model, activation = self.models.begin_pass()  # the one read of the serving model in this pass
+        if model is None:  # a switch under hold unloaded it: publish nothing until the next one is activated
+            self.set_state("RUNNING", self._serving_detail())
             return None
-        gathered = self._gather(now)
+        if activation is None and now < self._next_attempt:
+            return None
+        policy = model.policy
+        gathered = self._gather(now, policy)
         if gathered is None:
             return None
         current, history, joint_state_age_s = gathered
@@ -199,14 +260,14 @@ class InferenceComponent(Component[InferenceConfig]):
         t_start = math.ceil(now / dt) * dt
         started = time.perf_counter()
         try:
-            observation = self.policy.build_observation(current.images, current.state, current.task)
+            observation = policy.build_observation(current.images, current.state, current.task)
             if history:
-                older = [self.policy.build_observation(h.images, h.state, h.task) for h in history]
-                actions = self.policy.predict_chunk(observation, history=older)
+                older = [policy.build_observation(h.images, h.state, h.task) for h in history]
+                actions = policy.predict_chunk(observation, history=older)
             else:
-                actions = self.policy.predict_chunk(observation)
+                actions = policy.predict_chunk(observation)
             chunk = messages.ActionChunk(
-                model=self.model_ref,
+                model=model.ref,
                 t_created=time.time(),
                 t_observation=current.t_observation,
                 t_start=t_start,
@@ -215,7 +276,9 @@ class InferenceComponent(Component[InferenceConfig]):
                 actions=np.round(actions.astype(np.float64), 4).tolist(),
             )
         except Exception as exc:  # noqa: BLE001 - any policy failure: hold (no chunk), report, retry later
-            self._inference_failed(now, exc)
+            if activation is not None and self.models.first_chunk_failed(activation, exc):
+                return None  # the previous model serves again; its own refill point still holds
+            self._inference_failed(now, exc, policy)
             return None
         self.stats.inference(
             (time.perf_counter() - started) * 1000.0, (now - current.t_observation) * 1000.0, joint_state_age_s * 1000.0
@@ -230,11 +293,17 @@ class InferenceComponent(Component[InferenceConfig]):
             return None
         if self.stats.published(chunk, time.time()):
             self.counters.add("queue_starved")
+        if activation is not None:
+            self.models.first_chunk(activation, chunk)
         if self._failing:
             self.log.info("inference recovered")
         self._failing = False
-        self.set_state("RUNNING")
+        self.set_state("RUNNING", self._serving_detail())
         return chunk
+
+    def _serving_detail(self) -> str:
+        serving = self.models.serving
+        return "no model loaded" if serving is None else f"serving {serving.describe()}"
 
     def _note_task(self, observation: Observation) -> None:
         if observation.task != self._task_used:
@@ -242,20 +311,20 @@ class InferenceComponent(Component[InferenceConfig]):
                 self.log.info("inference now uses task %r (was %r)", observation.task, self._task_used)
             self._task_used = observation.task
 
-    def _inference_failed(self, now: float, exc: Exception) -> None:
+    def _inference_failed(self, now: float, exc: Exception, policy: LoadedPolicy) -> None:
         self.counters.add("inference_errors")
         reason = str(exc) if isinstance(exc, PolicyError) else f"{type(exc).__name__}: {exc}"
         if not self._failing:
             self.log.error("inference failed; holding (no chunks) and retrying", exc_info=exc)
         self._failing = True
         self.set_state("ERRORED", f"inference failed: {reason}")
-        self._next_attempt = now + self._refill_period()
+        self._next_attempt = now + self._refill_period(policy)
 
-    def _refill_period(self) -> float:
-        steps = self.policy.n_action_steps or 1
+    def _refill_period(self, policy: LoadedPolicy) -> float:
+        steps = policy.n_action_steps or 1
         return max(self.config.refill_fraction * steps * self.config.action_dt, self.config.action_dt)
 
-    def _gather(self, now: float) -> tuple[Observation, list[Observation], float] | None:
+    def _gather(self, now: float, policy: LoadedPolicy) -> tuple[Observation, list[Observation], float] | None:
         """The current observation, its history (oldest first) and the joint state's age; None while inputs lack."""
         limit = self.config.max_observation_age_s
         joint_state = self.inputs.latest_joint_state()
@@ -289,12 +358,14 @@ class InferenceComponent(Component[InferenceConfig]):
             {camera: frames[camera].image for camera in self.config.cameras},
             self.inputs.positions(joint_state), t_observation, task,
         )
-        return current, self._history(frames, t_observation, task), now - joint_state.t
+        return current, self._history(frames, t_observation, task, policy.observation_steps), now - joint_state.t
 
-    def _history(self, frames: dict[str, CameraFrame], t_observation: float, task: str) -> list[Observation]:
+    def _history(
+        self, frames: dict[str, CameraFrame], t_observation: float, task: str, steps: int
+    ) -> list[Observation]:
         """Observations ``k * actionDt`` before the current one, oldest first, for multi-observation policies."""
         history = []
-        for k in range(self.policy.observation_steps - 1, 0, -1):
+        for k in range(steps - 1, 0, -1):
             t = t_observation - k * self.config.action_dt
             state = self.inputs.joint_state_at(t)
             if state is None:
@@ -310,9 +381,11 @@ class InferenceComponent(Component[InferenceConfig]):
             **self.stats.as_dict(time.time()),
             "chunks_published": float(self.counters.get("published.action_chunk")),
             "untrained_policy": 1.0 if self.untrained else 0.0,
+            **self.models.metrics(),
             **{key: float(value) for key, value in self.frames.reader_counters().items()},
         }
 
     def close(self) -> None:
+        self.models.close()
         self.frames.close()
         super().close()
