@@ -148,7 +148,8 @@ def _check_config(path: Path, cameras: Sequence[str], joint_names: Sequence[str]
     if problems:
         raise ModelRejected(
             "feature_mismatch",
-            "the model does not fit this device: " + "; ".join(problems) + f". It reads {describe_features(inputs, outputs)}; "
+            "the model does not fit this device: " + "; ".join(problems)
+            + f". It reads {describe_features(inputs, outputs)}; "
             f"this device has cameras {list(cameras)} and joints {list(joint_names)}. "
             "Deploy a model trained for this robot's cameras and joints, or fix the device's configuration.",
         )
@@ -166,7 +167,11 @@ def _load(path: Path, device: str, dtype: str) -> Any:
         raise ModelRejected("load_failed", f"loading {path} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def load_recorded(directory: Path, cameras: Sequence[str], joint_names: Sequence[str]) -> list[tuple[dict[str, np.ndarray], list[float]]]:
+Step = tuple[dict[str, np.ndarray], list[float]]
+"""One recorded observation: images by camera, joint positions in ``--joints`` order."""
+
+
+def load_recorded(directory: Path, cameras: Sequence[str], joint_names: Sequence[str]) -> list[Step]:
     """(images by camera, joint positions) of every recorded step; BadArguments when the folder is malformed."""
     import cv2
 
@@ -187,7 +192,7 @@ def load_recorded(directory: Path, cameras: Sequence[str], joint_names: Sequence
     frames = {}
     for camera in cameras:
         folder = directory / camera
-        frames[camera] = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        frames[camera] = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not frames[camera]:
             raise BadArguments(f"--recorded {directory}: no images in {folder}")
     steps = min(len(data), *(len(files) for files in frames.values()))
@@ -224,6 +229,46 @@ def _predict(policy: Any, observation: dict[str, Any], history: Sequence[dict[st
     return actions, _ms(started)
 
 
+def _runs(policy: Any, smoke: int, state: np.ndarray, recorded: list[Step], task: str) -> list[tuple[Any, list[Any]]]:
+    """(observation, history) of every inference: a warm-up, ``smoke`` synthetic ones, the recorded ones.
+
+    Synthetic observations repeat themselves as history (as the warm-up does); recorded ones get
+    the recorded observations before them, as the loop gets the frames one ``actionDt`` earlier.
+    """
+    older = policy.observation_steps - 1
+    runs = []
+    for seed in range(smoke + 1):
+        observation = _synthetic(policy, seed, state, task)
+        runs.append((observation, [observation] * older))
+    played = [policy.build_observation(images, positions, task) for images, positions in recorded]
+    return runs + [(current, played[max(0, i - older) : i] if older else []) for i, current in enumerate(played)]
+
+
+def _smoke(policy: Any, runs: list[tuple[Any, list[Any]]], joint_names: Sequence[str],
+           limits: Mapping[str, tuple[float, float]], report: ValidationReport) -> list[str]:
+    """Run every inference into ``report`` (latencies, action range); the action values outside ``limits``."""
+    lows = np.array([limits.get(n, (-math.inf, math.inf))[0] for n in joint_names])
+    highs = np.array([limits.get(n, (-math.inf, math.inf))[1] for n in joint_names])
+    minimum, maximum = np.full(len(joint_names), np.inf), np.full(len(joint_names), -np.inf)
+    latencies: list[float] = []
+    outside: list[str] = []
+    for index, (observation, history) in enumerate(runs):
+        actions, elapsed = _predict(policy, observation, history)
+        if index == 0:
+            report.warmup_ms = elapsed  # lazy initialisation: not a steady-state latency
+        else:
+            latencies.append(elapsed)
+        minimum, maximum = np.minimum(minimum, actions.min(axis=0)), np.maximum(maximum, actions.max(axis=0))
+        for step, joint in zip(*np.nonzero((actions < lows) | (actions > highs)), strict=True):
+            outside.append(f"{joint_names[joint]}={actions[step, joint]:.4g} (observation {index}, action {step})")
+    report.smoke_inferences = len(latencies)
+    report.smoke_ms_p50 = round(float(np.median(latencies)), 3) if latencies else None
+    report.smoke_ms_max = round(max(latencies), 3) if latencies else None
+    report.action_min = {n: round(float(v), 6) for n, v in zip(joint_names, minimum, strict=True)}
+    report.action_max = {n: round(float(v), 6) for n, v in zip(joint_names, maximum, strict=True)}
+    return outside
+
+
 def run_validation(
     path: Path,
     cameras: Sequence[str],
@@ -250,33 +295,7 @@ def run_validation(
         policy = _load(path, device, dtype)
         report.load_ms = _ms(started)
         mid = np.array([sum(limits[n]) / 2.0 if n in limits else 0.0 for n in joint_names], np.float32)
-        older = policy.observation_steps - 1
-        runs = []  # (observation, history): synthetic ones repeat themselves as history, as the warm-up does
-        for seed in range(smoke + 1):
-            observation = _synthetic(policy, seed, mid, task)
-            runs.append((observation, [observation] * older))
-        played = [policy.build_observation(images, state, task) for images, state in recorded_steps]
-        runs += [(observation, played[max(0, i - older) : i] if older else []) for i, observation in enumerate(played)]
-        lows = np.array([limits.get(n, (-math.inf, math.inf))[0] for n in joint_names])
-        highs = np.array([limits.get(n, (-math.inf, math.inf))[1] for n in joint_names])
-        latencies: list[float] = []
-        minimum = np.full(len(joint_names), np.inf)
-        maximum = np.full(len(joint_names), -np.inf)
-        outside: list[str] = []
-        for index, (observation, history) in enumerate(runs):
-            actions, elapsed = _predict(policy, observation, history)
-            if index == 0:
-                report.warmup_ms = elapsed  # lazy initialisation: not a steady-state latency
-            else:
-                latencies.append(elapsed)
-            minimum, maximum = np.minimum(minimum, actions.min(axis=0)), np.maximum(maximum, actions.max(axis=0))
-            for step, joint in zip(*np.nonzero((actions < lows) | (actions > highs)), strict=True):
-                outside.append(f"{joint_names[joint]}={actions[step, joint]:.4g} (observation {index}, action {step})")
-        report.smoke_inferences = len(latencies)
-        report.smoke_ms_p50 = round(float(np.median(latencies)), 3) if latencies else None
-        report.smoke_ms_max = round(max(latencies), 3) if latencies else None
-        report.action_min = {n: round(float(v), 6) for n, v in zip(joint_names, minimum, strict=True)}
-        report.action_max = {n: round(float(v), 6) for n, v in zip(joint_names, maximum, strict=True)}
+        outside = _smoke(policy, _runs(policy, smoke, mid, recorded_steps, task), joint_names, limits, report)
         if outside:
             bounds = ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, (lo, hi) in limits.items())
             raise ModelRejected(
@@ -285,16 +304,17 @@ def run_validation(
                 "The model was trained for other joint units or ranges (check its normMode and calibration); "
                 "do not deploy it to this arm.",
             )
-        if latency_budget_ms is not None and report.smoke_ms_p50 is not None and report.smoke_ms_p50 > latency_budget_ms:
+        median = report.smoke_ms_p50
+        if latency_budget_ms is not None and median is not None and median > latency_budget_ms:
             raise ModelRejected(
                 "too_slow",
-                f"median smoke inference {report.smoke_ms_p50:.1f} ms (max {report.smoke_ms_max:.1f} ms) exceeds the "
-                f"latency budget of {latency_budget_ms:g} ms on {device} ({dtype}). Use a faster device or lower "
+                f"median smoke inference {median:.1f} ms (max {report.smoke_ms_max:.1f} ms) exceeds the latency "
+                f"budget of {latency_budget_ms:g} ms on {device} ({dtype}). Use a faster device or lower "
                 "precision, a smaller model, or raise the budget if the control rate allows it.",
             )
         report.ok = True
-        report.detail = (f"{report.policy_type} loaded in {report.load_ms:.0f} ms; {len(latencies)} smoke inference(s) "
-                         f"({len(recorded_steps)} recorded), median {report.smoke_ms_p50} ms")
+        report.detail = (f"{report.policy_type} loaded in {report.load_ms:.0f} ms; {report.smoke_inferences} smoke "
+                         f"inference(s) ({len(recorded_steps)} recorded), median {median} ms")
     except ModelRejected as rejected:
         report.reason, report.detail = rejected.reason, rejected.detail
     report.peak_rss_mb = peak_rss_mb()
@@ -321,13 +341,13 @@ def _limits(text: str) -> dict[str, tuple[float, float]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m vla_edge.policies.validate", description="Validate a LeRobot model before serving it.")
+    parser = _Parser(prog="python -m vla_edge.policies.validate", description="Validate a model before serving it.")
     parser.add_argument("path", type=Path, help="the model directory (LeRobot save_pretrained output)")
     parser.add_argument("--cameras", nargs="+", required=True, help="this device's camera names")
     parser.add_argument("--joints", nargs="+", required=True, help="this device's joint names, in state/action order")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    parser.add_argument("--smoke", type=int, default=SMOKE_INFERENCES, help="timed smoke inferences (after one warm-up)")
+    parser.add_argument("--smoke", type=int, default=SMOKE_INFERENCES, help="timed inferences after one warm-up")
     parser.add_argument("--latency-budget-ms", type=float, default=None)
     parser.add_argument("--limits", type=_limits, default=None, help='JSON {"joint": [min, max], ...}')
     parser.add_argument("--recorded", type=Path, default=None, help="folder of recorded frames and states")
@@ -365,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         code = EXIT_OK if report.ok else EXIT_FAILED
     except BadArguments as exc:
-        report = ValidationReport(ok=False, reason="bad_arguments", detail=f"{exc}. See: python -m vla_edge.policies.validate --help")
+        report = ValidationReport(ok=False, reason="bad_arguments", detail=f"{exc}. See --help")
         code = EXIT_BAD_ARGUMENTS
     sys.stdout.flush()
     os.write(report_fd, (json.dumps(report.to_json()) + "\n").encode())
@@ -384,7 +404,7 @@ def validator_command(
     """The argv that runs the validator with this interpreter."""
     command = [sys.executable, "-m", "vla_edge.policies.validate", str(path), "--cameras", *cameras,
                "--joints", *joint_names, "--device", device, "--dtype", dtype, "--smoke", str(smoke),
-               "--threads", str(threads), "--task", task]
+               "--threads", str(threads), f"--task={task}"]
     if latency_budget_ms is not None:
         command += ["--latency-budget-ms", repr(float(latency_budget_ms))]
     if joint_limits:
@@ -403,6 +423,23 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _died(path: Path, code: int | None, stopped: str | None, timeout_s: float) -> ValidationReport:
+    """The report of a validator that gave none: killed by us (timeout, cancel), by a signal, or it crashed."""
+    if stopped == "timeout":
+        return ValidationReport(ok=False, reason="timeout", detail=(
+            f"validation of {path} did not finish within {timeout_s:g} s and was killed. The model may be too "
+            "large for this device, or its loading hangs; see the validator's stderr."))
+    if stopped == "cancelled":
+        return ValidationReport(ok=False, reason="cancelled", detail="validation was cancelled (the caller stops)")
+    if code is not None and code < 0:
+        oom = " (the kernel's out-of-memory killer sends SIGKILL: check free memory and the model's size)"
+        return ValidationReport(ok=False, reason="validator_crashed", detail=(
+            f"the validator of {path} was killed by {_signal_name(-code)}{oom if -code == 9 else ''}. "
+            "The model cannot be staged safely."))
+    return ValidationReport(ok=False, reason="validator_crashed",
+                            detail=f"the validator of {path} exited with status {code} without a report")
+
+
 def validate_in_subprocess(
     path: Path, cameras: Sequence[str], joint_names: Sequence[str], *, timeout_s: float = DEFAULT_TIMEOUT_S,
     cancel: threading.Event | None = None, env: Mapping[str, str] | None = None, **options: Any,
@@ -412,55 +449,37 @@ def validate_in_subprocess(
     ``options`` are :func:`validator_command`'s. A validator killed by a signal (the kernel's
     OOM killer sends SIGKILL) or exiting without a report becomes ``validator_crashed``; one
     still running after ``timeout_s``, or when ``cancel`` is set, is killed: ``timeout`` or
-    ``cancelled``. Both carry the exit status and the tail of the validator's stderr.
+    ``cancelled``. Each carries the exit status (negative: the signal) and its stderr's tail.
     """
-    command = validator_command(path, cameras, joint_names, **options)
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=None if env is None else dict(env))
+    process = subprocess.Popen(validator_command(path, cameras, joint_names, **options), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=None if env is None else dict(env))
     deadline = time.monotonic() + timeout_s
-    stopped_because: str | None = None
-    out, err = "", ""
+    stopped: str | None = None
     while True:
-        try:
+        try:  # communicate() again after a timeout loses no output, and keeps both pipes drained
             out, err = process.communicate(timeout=max(0.01, min(0.25, deadline - time.monotonic())))
             break
         except subprocess.TimeoutExpired:
             if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
-                stopped_because = "timeout" if time.monotonic() >= deadline else "cancelled"
+                stopped = "timeout" if time.monotonic() >= deadline else "cancelled"
                 process.kill()
                 out, err = process.communicate()
                 break
     code = process.returncode
-    tail = err[-STDERR_TAIL_CHARS:]
-    report: ValidationReport | None = None
-    if stopped_because is None and code in (EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENTS):
-        lines = [line for line in out.splitlines() if line.strip()]
+    report = None
+    lines = [line for line in out.splitlines() if line.strip()]
+    if stopped is None and code in (EXIT_OK, EXIT_FAILED, EXIT_BAD_ARGUMENTS) and lines:
         try:
             report = ValidationReport.from_json(json.loads(lines[-1]))
-        except (IndexError, ValueError, TypeError):
+        except (ValueError, TypeError):
             report = None
     if report is None:
-        report = ValidationReport(ok=False)
-        if stopped_because == "timeout":
-            report.reason = "timeout"
-            report.detail = (f"validation of {path} did not finish within {timeout_s:g} s and was killed. The model may be "
-                             "too large for this device, or its loading hangs; see the validator's stderr.")
-        elif stopped_because == "cancelled":
-            report.reason, report.detail = "cancelled", "validation was cancelled (the inference component is stopping)"
-        elif code is not None and code < 0:
-            report.reason, report.signal = "validator_crashed", _signal_name(-code)
-            report.detail = (f"the validator of {path} was killed by {report.signal}"
-                             + (" (the kernel's out-of-memory killer sends SIGKILL: check free memory and the model's "
-                                "size)" if -code == 9 else "") + ". The model cannot be staged safely.")
-        else:
-            report.reason = "validator_crashed"
-            report.detail = f"the validator of {path} exited with status {code} without a report; see its stderr"
-    report.exit_code, report.stderr_tail, report.wall_ms = code, tail, _ms(started)
-    if report.signal is None and code is not None and code < 0:
-        report.signal = _signal_name(-code)
-    if not report.ok and report.reason in ("timeout", "validator_crashed", "cancelled") and tail:
-        report.detail += " Validator stderr (end): " + tail[-800:].strip()
+        report = _died(path, code, stopped, timeout_s)
+        if err.strip():
+            report.detail += " Validator stderr (end): " + err[-800:].strip()
+    report.exit_code, report.stderr_tail, report.wall_ms = code, err[-STDERR_TAIL_CHARS:], _ms(started)
+    report.signal = _signal_name(-code) if code is not None and code < 0 else None
     return report
 
 

@@ -211,7 +211,8 @@ def test_allow_unload_replaces_the_serving_model_after_validation(
     h.drive_until(lambda: h.report("staged", stage.request_id) or h.report("failed", stage.request_id))
     staged = h.report("staged", stage.request_id)
     assert staged is not None and not staged.beside, h.reports
-    assert [c for c in chunks_between(h, h.report("validating", stage.request_id), h.report("loading", stage.request_id))]
+    validating, loading = h.report("validating", stage.request_id), h.report("loading", stage.request_id)
+    assert chunks_between(h, validating, loading)  # v1 served while v2 was validated
     assert h.component.serving is None and h.component.metrics()["models_loaded"] == 1.0
     assert h.component.step() is None  # no model serves: the arm holds (the updater asked for it)
     h.component.publish_health(force=True)

@@ -242,7 +242,7 @@ class InferenceComponent(Component[InferenceConfig]):
         return latencies
 
     def step(self) -> messages.ActionChunk | None:
-        """One pass of the loop: infer and publish if a chunk is due (or a model was just activated) and inputs are fresh."""
+        """One pass of the loop: infer and publish if a chunk is due (or a model was activated) and inputs are fresh."""
         now = time.time()
         model, activation = self.models.begin_pass()  # the one read of the serving model in this pass
         if model is None:  # a switch under hold unloaded it: publish nothing until the next one is activated
