@@ -12,10 +12,23 @@ One request per connection, each way one line of JSON::
     <- {"ok": true, "outcome": {...UpdateOutcome.to_dict()...}}
     <- {"ok": false, "error": "the update step of deployment d-0 is still running; one at a time"}
 
-The answer comes when the update step has finished (pre-update rounds, then the
-post-update event), which can take as long as components defer. A client that
-hangs up first cancels the step: subscribers then get the post-update event at
-once, as for a cancelled deployment on the nucleus.
+    -> {"op": "deploy-configuration", "deploymentId": "d-2", "timeoutS": 60, "recheckMinS": 1,
+        "maxWaitS": null, "validationTimeoutS": 30,
+        "update": {"com.vlaedge.ModelUpdater": {"RESET": ["/x"], "MERGE": {"modelPath": "/m/v2"}}}}
+    <- {"ok": true, "deployment": {...DeploymentResult.to_dict()...}}    (status SUCCEEDED or FAILED)
+    <- {"ok": false, "error": "unknown component 'com.x'; this core runs: ..."}
+
+    -> {"op": "get-configuration", "component": "com.vlaedge.Actuator"}
+    <- {"ok": true, "configuration": {...}}
+
+``update-components`` plays a deployment's component-update step alone;
+``deploy-configuration`` a deployment that changes configurations
+(:mod:`vla_edge.core.deployments`): ``ok`` says the request was understood, the
+deployment's ``status`` whether it went through. The answer comes when the step has
+finished (pre-update rounds, then the post-update event), which can take as long as
+components defer. A client that hangs up first cancels it: nothing is applied, and
+subscribers get the post-update event at once, as for a cancelled deployment on the
+nucleus.
 """
 
 from __future__ import annotations
@@ -27,9 +40,18 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
+from vla_edge.core.configstore import ConfigStore
+from vla_edge.core.deployments import (
+    DEFAULT_VALIDATION_TIMEOUT_S,
+    ConfigurationDeployer,
+    DeploymentResult,
+    parse_update_config,
+)
+from vla_edge.core.environment import read_core_file
 from vla_edge.core.updates import DEFAULT_RECHECK_MIN_S, DEFAULT_TIMEOUT_S, ComponentUpdates
 from vla_edge.errors import CoreError, VlaEdgeError
 
@@ -37,15 +59,22 @@ log = logging.getLogger(__name__)
 
 CONTROL_SOCKET_NAME = "ctl.socket"
 UPDATE_COMPONENTS = "update-components"
-_MAX_REQUEST = 64 * 1024
+DEPLOY_CONFIGURATION = "deploy-configuration"
+GET_CONFIGURATION = "get-configuration"
+OPS = (UPDATE_COMPONENTS, DEPLOY_CONFIGURATION, GET_CONFIGURATION)
+_MAX_REQUEST = 16 * 1024 * 1024
+"""A configuration update travels in the request line; the nucleus takes merges up to 10 MiB."""
 
 
 class ControlServer:
     """Serves the control socket on the core's event loop."""
 
-    def __init__(self, path: Path, updates: ComponentUpdates) -> None:
+    def __init__(self, path: Path, updates: ComponentUpdates, deployer: ConfigurationDeployer,
+                 store: ConfigStore) -> None:
         self.path = path
         self.updates = updates
+        self.deployer = deployer
+        self.store = store
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -61,8 +90,8 @@ class ControlServer:
         try:
             try:
                 request = json.loads(await reader.readline())
-            except ValueError as exc:
-                request = f"not JSON ({exc})"
+            except ValueError as exc:  # LimitOverrunError is a ValueError too
+                request = f"not one line of JSON within {_MAX_REQUEST} bytes ({exc})"
             if isinstance(request, dict):
                 answer = await self._answer(request, reader)
             else:
@@ -78,33 +107,109 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _answer(self, request: dict[str, Any], reader: asyncio.StreamReader) -> dict[str, Any]:
-        if request.get("op") != UPDATE_COMPONENTS:
-            return {"ok": False, "error": f"unknown op {request.get('op')!r}; this core knows {UPDATE_COMPONENTS!r}"}
+        op = request.get("op")
         deployment_id = str(request.get("deploymentId") or uuid.uuid4())
         try:
-            step = asyncio.ensure_future(self.updates.negotiate(
-                deployment_id, timeout_s=float(request.get("timeoutS", DEFAULT_TIMEOUT_S)),
-                recheck_min_s=float(request.get("recheckMinS", DEFAULT_RECHECK_MIN_S)),
-                max_wait_s=None if request.get("maxWaitS") is None else float(request["maxWaitS"]),
-                ggc_restarting=bool(request.get("ggcRestarting", False))))
+            if op == GET_CONFIGURATION:
+                return self._configuration(request)
+            if op == UPDATE_COMPONENTS:
+                work = self._update_components(deployment_id, **_step_options(request),
+                                               ggc_restarting=bool(request.get("ggcRestarting", False)))
+            elif op == DEPLOY_CONFIGURATION:
+                update = parse_update_config(request.get("update"))
+                validation_timeout_s = float(request.get("validationTimeoutS", DEFAULT_VALIDATION_TIMEOUT_S))
+                work = self._deploy_configuration(deployment_id, update, validation_timeout_s,
+                                                  **_step_options(request))
+            else:
+                return {"ok": False, "error": f"unknown op {op!r}; this core knows {', '.join(OPS)}"}
         except (TypeError, ValueError) as exc:
-            return {"ok": False, "error": f"bad update-components request: {exc}"}
+            return {"ok": False, "error": f"bad {op} request: {exc}"}
+        except VlaEdgeError as exc:
+            return {"ok": False, "error": str(exc)}
+        return await self._until_done_or_hang_up(work, reader, f"deployment {deployment_id}")
+
+    async def _until_done_or_hang_up(self, work: Coroutine[Any, Any, dict[str, Any]],
+                                     reader: asyncio.StreamReader, what: str) -> dict[str, Any]:
+        """Run ``work``; cancel it when the client closes its end first (it then gets no answer)."""
+        task = asyncio.ensure_future(work)
         hang_up = asyncio.ensure_future(reader.read(1))  # b"" when the client closes its end
-        await asyncio.wait({step, hang_up}, return_when=asyncio.FIRST_COMPLETED)
-        if not step.done():
-            log.warning("control client hung up; cancelling the update step of deployment %s", deployment_id)
-            step.cancel()
-            await asyncio.gather(step, return_exceptions=True)
+        await asyncio.wait({task, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            log.warning("control client hung up; cancelling %s", what)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             return {}
         hang_up.cancel()
         try:
-            outcome = step.result()
+            return task.result()
         except asyncio.CancelledError:
-            return {"ok": False, "error": f"the core stopped during the update step of deployment {deployment_id}"}
+            return {"ok": False, "error": f"the core stopped during {what}"}
         except VlaEdgeError as exc:
             return {"ok": False, "error": str(exc)}
+
+    async def _update_components(self, deployment_id: str, **options: Any) -> dict[str, Any]:
+        outcome = await self.updates.negotiate(deployment_id, **options)
         self.updates.finish(deployment_id)
         return {"ok": True, "outcome": outcome.to_dict()}
+
+    async def _deploy_configuration(self, deployment_id: str, update: Mapping[str, Any], validation_timeout_s: float,
+                                    **options: Any) -> dict[str, Any]:
+        result = await self.deployer.deploy(update, deployment_id, validation_timeout_s=validation_timeout_s,
+                                            **options)
+        return {"ok": True, "deployment": result.to_dict()}
+
+    def _configuration(self, request: dict[str, Any]) -> dict[str, Any]:
+        component = request.get("component")
+        if not isinstance(component, str) or not self.store.has(component):
+            known = ", ".join(self.store.components())
+            return {"ok": False, "error": f"unknown component {component!r}; this core runs: {known}"}
+        return {"ok": True, "configuration": self.store.snapshot(component)}
+
+
+def _step_options(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The component-update step's settings of a request (ValueError/TypeError when malformed)."""
+    return {"timeout_s": float(request.get("timeoutS", DEFAULT_TIMEOUT_S)),
+            "recheck_min_s": float(request.get("recheckMinS", DEFAULT_RECHECK_MIN_S)),
+            "max_wait_s": None if request.get("maxWaitS") is None else float(request["maxWaitS"])}
+
+
+# -- clients ----------------------------------------------------------------------------------------------
+
+
+def control_socket(run_dir: str | Path) -> Path:
+    """The control socket of the core running in ``run_dir`` (CoreError when none runs there)."""
+    document = read_core_file(run_dir)
+    return Path(document.get("controlSocketPath") or Path(run_dir) / CONTROL_SOCKET_NAME)
+
+
+def deploy_configuration(run_dir: str | Path, update_config: Mapping[str, Any], *, deployment_id: str | None = None,
+                         timeout_s: float = DEFAULT_TIMEOUT_S, recheck_min_s: float = DEFAULT_RECHECK_MIN_S,
+                         max_wait_s: float | None = None,
+                         validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S) -> DeploymentResult:
+    """Deploy ``update_config`` (greengrass-cli's ``--update-config`` shape) to the core in ``run_dir``.
+
+    Blocks until the deployment is over. A deployment that failed (a rejection) is a result
+    with status FAILED; a request the core refused, or no core, is a CoreError.
+    """
+    parse_update_config(update_config)  # a malformed update is the caller's error, before any connection
+    request = {"op": DEPLOY_CONFIGURATION, "deploymentId": deployment_id, "update": dict(update_config),
+               "timeoutS": timeout_s, "recheckMinS": recheck_min_s, "maxWaitS": max_wait_s,
+               "validationTimeoutS": validation_timeout_s}
+    answer = control_request(control_socket(run_dir), request)
+    if not answer.get("ok"):
+        raise CoreError(str(answer.get("error", answer)))
+    return DeploymentResult.from_dict(answer["deployment"])
+
+
+def read_configuration(run_dir: str | Path, component: str) -> dict[str, Any]:
+    """The current configuration of ``component`` on the core in ``run_dir``."""
+    answer = control_request(control_socket(run_dir), {"op": GET_CONFIGURATION, "component": component}, 30.0)
+    if not answer.get("ok"):
+        raise CoreError(str(answer.get("error", answer)))
+    configuration = answer.get("configuration")
+    if not isinstance(configuration, dict):
+        raise CoreError(f"unexpected get-configuration answer {answer!r:.200}")
+    return configuration
 
 
 def control_request(socket_path: str | Path, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Kept apart from :mod:`vla_edge.core.server` so that a process which only needs t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,16 @@ CORE_FILE = "core.json"
 DEFAULT_THING_NAME = "vla-edge-local"
 """AWS_IOT_THING_NAME given to components when the core is started without one."""
 DEFAULT_REGION = "us-east-1"
+
+
+def write_core_file(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``core.json`` atomically with mode 0600 (it holds every component's token)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    os.replace(temporary, path)
 
 
 def read_core_file(run_dir: str | Path) -> dict[str, Any]:

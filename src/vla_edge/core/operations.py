@@ -255,13 +255,17 @@ class CoreServices(Router):
             future.set_result(ValidityReport(str(deployment_id), status, report.get("message")))
         return {}
 
-    async def request_validation(self, component: str, configuration: dict[str, Any], timeout: float
-                                 ) -> ValidityReport | None:
-        """Ask ``component`` to validate ``configuration``; None when it has no validator subscribed."""
+    async def request_validation(self, component: str, configuration: dict[str, Any], timeout: float,
+                                 deployment_id: str | None = None) -> ValidityReport | None:
+        """Ask ``component`` to validate ``configuration``; None when it has no validator subscribed.
+
+        ``deployment_id`` is the one the event carries (the component answers with it); a
+        random one when the proposal belongs to no deployment. TimeoutError when it does not answer.
+        """
         stream = self._validators.get(component)
         if stream is None or stream.closed:
             return None
-        deployment_id = str(uuid.uuid4())
+        deployment_id = deployment_id or str(uuid.uuid4())
         future: asyncio.Future[ValidityReport] = asyncio.get_running_loop().create_future()
         self._pending_reports[(component, deployment_id)] = future
         event = {"validateConfigurationUpdateEvent": {"configuration": configuration, "deploymentId": deployment_id}}

@@ -11,7 +11,8 @@ deployment's update step) and the MQTT proxy to AWS IoT Core
 (:mod:`vla_edge.core.mqtt`; with no cloud here, publishes are recorded, see
 :meth:`LocalCore.iot_core_messages` and ``<run_dir>/iot-core.jsonl``). A second
 socket, ``<run_dir>/ctl.socket`` (:mod:`vla_edge.core.control`), lets another
-process start an update step: ``vla-edge core deploy``.
+process start an update step or deploy a configuration change
+(:meth:`LocalCore.deploy_configuration`): ``vla-edge core deploy``.
 
 The run directory is created with mode 0700 and the sockets and ``core.json``
 with 0600: the socket is the whole security boundary of IPC, and ``core.json``
@@ -54,6 +55,12 @@ from vla_edge.bus.semantics import IotCoreMessage, iot_core_payload, iot_core_to
 from vla_edge.core.acl import PUBSUB_SERVICE, AccessControl, Policy, parse_access_control
 from vla_edge.core.configstore import ConfigStore
 from vla_edge.core.control import CONTROL_SOCKET_NAME, ControlServer
+from vla_edge.core.deployments import (
+    DEFAULT_VALIDATION_TIMEOUT_S,
+    ConfigurationDeployer,
+    DeploymentResult,
+    parse_update_config,
+)
 from vla_edge.core.environment import (  # re-exported: callers import these from here
     CORE_FILE,
     DEFAULT_REGION,
@@ -62,6 +69,7 @@ from vla_edge.core.environment import (  # re-exported: callers import these fro
     environment_for,
     read_core_file,
     unknown_component,
+    write_core_file,
 )
 from vla_edge.core.mqtt import IotCoreProxy
 from vla_edge.core.operations import SUBSCRIBE_TO_TOPIC, CoreServices, ValidityReport
@@ -122,7 +130,10 @@ class LocalCore:
         self.iot_core = IotCoreProxy(self.acl, self.stats_counters, self.run_dir / IOT_CORE_LOG)
         self.services.serve(self.updates.operations)
         self.services.serve(self.iot_core.operations)
-        self._control = ControlServer(self.control_path, self.updates)
+        self.deployer = ConfigurationDeployer(self.services, self.updates, self.acl,
+                                              {r.name: r.default_configuration for r in self.recipes},
+                                              built_in=(MONITOR_COMPONENT,))
+        self._control = ControlServer(self.control_path, self.updates, self.deployer, self.services.store)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -253,6 +264,19 @@ class LocalCore:
             self._call(self._on_loop(lambda: self.updates.finish(deployment_id)), 10.0)
         return outcome
 
+    def deploy_configuration(self, update_config: Mapping[str, Any], deployment_id: str | None = None, *,
+                             timeout_s: float = DEFAULT_TIMEOUT_S, recheck_min_s: float = DEFAULT_RECHECK_MIN_S,
+                             max_wait_s: float | None = None,
+                             validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S) -> DeploymentResult:
+        """Deploy greengrass-cli's ``--update-config`` (see :mod:`vla_edge.core.deployments`); blocks until done.
+
+        A rejection is a FAILED result; an unknown component or a bad pointer a ConfigurationError.
+        """
+        update = parse_update_config(update_config)
+        return self._call(self.deployer.deploy(
+            update, deployment_id or str(uuid.uuid4()), timeout_s=timeout_s, recheck_min_s=recheck_min_s,
+            max_wait_s=max_wait_s, validation_timeout_s=validation_timeout_s), None)
+
     def propose_configuration(self, component: str, configuration: Mapping[str, Any], timeout: float = 10.0, *,
                               apply: bool = False) -> ValidityReport | None:
         """Send ``configuration`` to the component's validator and wait for its ACCEPTED/REJECTED report.
@@ -381,12 +405,7 @@ class LocalCore:
             "components": {name: {"version": self.versions.get(name), "token": token}
                            for name, token in sorted(self.tokens.items())},
         }
-        temporary = self.core_file.with_name(f".{CORE_FILE}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-        os.replace(temporary, self.core_file)
+        write_core_file(self.core_file, document)
 
 
 __all__ = ["CORE_FILE", "DEFAULT_REGION", "DEFAULT_THING_NAME", "MONITOR_COMPONENT", "SOCKET_NAME", "LocalCore",
