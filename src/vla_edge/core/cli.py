@@ -2,8 +2,8 @@
 
     vla-edge core serve --run-dir DIR --recipe PATH [--recipe PATH ...] [--overrides FILE] [--thing-name NAME]
     vla-edge core env COMPONENT --run-dir DIR
-    vla-edge core deploy --run-dir DIR [--deployment-id ID] [--timeout S] [--recheck-min S] [--max-wait S]
-                         [--ggc-restarting] [--json]
+    vla-edge core deploy --run-dir DIR [--update-config JSON|@FILE] [--deployment-id ID] [--timeout S]
+                         [--validation-timeout S] [--recheck-min S] [--max-wait S] [--ggc-restarting] [--json]
 
 ``serve`` runs until SIGINT or SIGTERM and exits 0 after a clean stop (1 when the
 core cannot start). ``env`` prints ``export KEY=VALUE`` lines (shell-quoted) so a
@@ -22,6 +22,19 @@ answers; ``--max-wait`` caps the whole wait (the nucleus has no such cap).
 Interrupting ``deploy`` cancels the step; subscribers then get the post-update
 event at once.
 
+With ``--update-config`` it deploys a configuration change, in the shape
+``greengrass-cli deployment create --update-config`` takes (a JSON string or
+``@FILE``)::
+
+    vla-edge core deploy --run-dir /tmp/vla --update-config \
+        '{"com.vlaedge.ModelUpdater": {"RESET": ["/pinnedVersion"], "MERGE": {"modelPath": "/models/v2"}}}'
+
+Components that validate configurations are asked first (one rejection fails the
+deployment, exit 1, nothing applied), then the component-update step runs, then the
+new configurations are applied (:mod:`vla_edge.core.deployments`). It prints each
+component's answer, what changed, who deferred, and the configurations now
+(``--json``: the whole result).
+
 The top-level ``vla-edge`` command dispatches ``vla-edge core ...`` to :func:`main`
 with the arguments after ``core``.
 """
@@ -31,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
 import signal
 import sys
@@ -60,8 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser("env", help="print `export` lines that let a process connect as COMPONENT")
     env.add_argument("component", help="component name, e.g. com.vlaedge.Camera, or vla-edge.Monitor")
     env.add_argument("--run-dir", required=True, help="run directory of a running `vla-edge core serve`")
-    deploy = commands.add_parser("deploy", help="play a deployment's component-update step on a running core")
+    deploy = commands.add_parser("deploy", help="deploy to a running core: the component-update step, and with "
+                                 "--update-config a configuration change")
     deploy.add_argument("--run-dir", required=True, help="run directory of a running `vla-edge core serve`")
+    deploy.add_argument("--update-config", metavar="JSON|@FILE", default=None,
+                        help='configuration change as greengrass-cli takes it: {"<component>": {"RESET": '
+                             '["/json/pointer"], "MERGE": {...}}}')
+    deploy.add_argument("--validation-timeout", type=float, default=30.0, metavar="S",
+                        help="configurationValidationPolicy timeout: how long validators may take (default 30)")
     deploy.add_argument("--deployment-id", default=None, help="deployment id sent to components (default: random)")
     deploy.add_argument("--timeout", type=float, default=60.0, metavar="S",
                         help="componentUpdatePolicy timeout: how long each round waits for answers (default 60)")
@@ -97,16 +115,22 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from vla_edge.core.control import CONTROL_SOCKET_NAME, UPDATE_COMPONENTS, control_request
-    from vla_edge.core.environment import read_core_file
+    from vla_edge.core.control import UPDATE_COMPONENTS, control_request, control_socket, deploy_configuration
+    from vla_edge.core.deployments import describe, describe_outcome, load_update_config
     from vla_edge.core.updates import UpdateOutcome
 
-    request = {"op": UPDATE_COMPONENTS, "deploymentId": args.deployment_id, "timeoutS": args.timeout,
-               "recheckMinS": args.recheck_min, "maxWaitS": args.max_wait, "ggcRestarting": args.ggc_restarting}
+    steps = {"timeout_s": args.timeout, "recheck_min_s": args.recheck_min, "max_wait_s": args.max_wait}
     try:
-        document = read_core_file(args.run_dir)
-        socket_path = document.get("controlSocketPath") or os.path.join(args.run_dir, CONTROL_SOCKET_NAME)
-        answer = control_request(socket_path, request)
+        if args.update_config is not None:
+            result = deploy_configuration(args.run_dir, load_update_config(args.update_config),
+                                          deployment_id=args.deployment_id,
+                                          validation_timeout_s=args.validation_timeout, **steps)
+            sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n" if args.json
+                             else "\n".join(describe(result)) + "\n")
+            return 0 if result.status == "SUCCEEDED" else 1
+        request = {"op": UPDATE_COMPONENTS, "deploymentId": args.deployment_id, "timeoutS": args.timeout,
+                   "recheckMinS": args.recheck_min, "maxWaitS": args.max_wait, "ggcRestarting": args.ggc_restarting}
+        answer = control_request(control_socket(args.run_dir), request)
     except VlaEdgeError as exc:
         sys.stderr.write(f"vla-edge core deploy: {exc}\n")
         return 1
@@ -117,15 +141,8 @@ def _deploy(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
         return 0
-    headline = (f"deployment {outcome.deployment_id}: update went ahead after {outcome.waited_s:.1f} s "
-                f"({outcome.reason.replace('_', ' ')}; {outcome.rounds} pre-update event(s))")
-    lines = [headline]
-    lines.append(f"  notified: {', '.join(outcome.notified) or 'nobody subscribed to component updates'}")
-    for response in outcome.deferrals:
-        lines.append(f"  deferred by {response.component} for {response.recheck_after_ms} ms at "
-                     f"{response.at_s:.1f} s: {response.message or '(no message)'}")
-    if outcome.unanswered:
-        lines.append(f"  no answer from: {', '.join(outcome.unanswered)}")
+    lines = describe_outcome(outcome)
+    lines[0] = lines[0].replace("update step:", f"deployment {outcome.deployment_id}: update", 1)
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
