@@ -1,1 +1,1 @@
-"""Model-updater component: reports which model the device runs (updating comes later)."""
+"""Model-updater component: the one source of the active model; verified, staged rollouts with rollback."""
