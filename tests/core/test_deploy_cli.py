@@ -93,7 +93,8 @@ def test_deploy_update_config_end_to_end(served: Path, tmp_path: Path) -> None:
     assert lines[0] == "deployment cli-config-1: SUCCEEDED"
     assert lines[1] == f"  {ALPHA}: not validated (no validator subscribed); 2 key(s) changed: /mqtt/port, /name"
     assert "  update step: went ahead after" in lines[2] and "(no subscribers; 0 pre-update event(s))" in lines[2]
-    assert any(line.startswith(f"  {ALPHA} configuration now: ") and '"from-cli"' in line for line in lines)
+    (now,) = [line for line in lines if line.startswith(f"  {ALPHA} configuration now (accessControl left out")]
+    assert '"name": "from-cli"' in now and "pubsub" not in now
     configuration = read_configuration(served, ALPHA)
     assert configuration["name"] == "from-cli" and configuration["mqtt"] == {"port": 8883, "host": "localhost"}
     assert configuration["tags"] == ALPHA_CONFIG["tags"]

@@ -344,16 +344,32 @@ def describe(result: DeploymentResult) -> list[str]:
                   "NO_ANSWER": "no answer from its validator in time (deployed anyway)",
                   "UNCHANGED": "unchanged, not asked"}[entry.validation]
         answer += f" ({entry.message})" if entry.message else ""
-        change = f"{len(entry.changed)} key(s) changed: {', '.join(entry.changed)}" if entry.changed else "no change"
-        lines.append(f"  {entry.component}: {answer}; {change}")
+        lines.append(f"  {entry.component}: {answer}; {_changes(entry.changed)}")
     if result.update is None:
         lines.append("  no component-update step: nothing was applied")
     else:
         lines.extend(describe_outcome(result.update, indent="  "))
     if result.status == "SUCCEEDED":
         for entry in result.components:
-            lines.append(f"  {entry.component} configuration now: {json.dumps(entry.configuration, sort_keys=True)}")
+            shown = {k: v for k, v in entry.configuration.items() if k != "accessControl"}
+            label = "configuration now" if len(shown) == len(entry.configuration) else \
+                "configuration now (accessControl left out; --json shows it)"
+            lines.append(f"  {entry.component} {label}: {json.dumps(shown, sort_keys=True)}")
     return lines
+
+
+def _changes(pointers: tuple[str, ...], listed: int = 6) -> str:
+    """The changed keys, each when they are few, else counted under their top-level key (a calibration is 30)."""
+    if not pointers:
+        return "no change"
+    if len(pointers) <= listed:
+        return f"{len(pointers)} key(s) changed: {', '.join(pointers)}"
+    tops: dict[str, int] = {}
+    for text in pointers:
+        top = "/" + text.split("/")[1]
+        tops[top] = tops.get(top, 0) + 1
+    return f"{len(pointers)} key(s) changed: " + ", ".join(
+        top if count == 1 else f"{top}/... ({count})" for top, count in tops.items())
 
 
 def describe_outcome(outcome: UpdateOutcome, indent: str = "") -> list[str]:
