@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shlex
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ipc import short_run_dir
 from support.so101_calibration import SO101_CALIBRATION, calibration, write_calibration
 
 from vla_edge.bus.semantics import deep_merge
@@ -17,6 +20,7 @@ from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.units import JointUnits
 from vla_edge.components.base import load_config
 from vla_edge.core.recipes import load_recipe
+from vla_edge.core.server import LocalCore
 from vla_edge.motors.feetech.arm_cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +126,8 @@ def test_text_output_and_output_file(calibration_file: Path, tmp_path: Path, cap
     assert printed == json.loads(output.read_text())
     assert json.loads(printed["merge"]) == {"calibration": SO101_CALIBRATION}
     assert f"(also written to {output})" in lines
-    assert lines[-1] == f"3. On this machine: vla-edge up --calibration {calibration_file}"
+    assert lines[-2] == f"3. On this machine: vla-edge up --calibration {calibration_file}"
+    assert lines[-1].endswith(f"vla-edge arm calibration import {calibration_file} --run-dir <its run directory>")
 
 
 def test_motors_the_actuator_does_not_drive_are_left_out(
@@ -186,3 +191,97 @@ def test_a_directory_and_a_bad_config_are_refused_too(tmp_path: Path, capsys: py
     assert main(["calibration", "import", str(write_calibration(tmp_path / "c.json")), "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "joints" in err
+
+
+# -- --run-dir: the update deployed to a running local core --------------------------------------------
+
+
+@pytest.fixture
+def actuator_core() -> Iterator[Callable[..., LocalCore]]:
+    """Start a local core serving the project's actuator recipe (the actuator itself does not run)."""
+    with contextlib.ExitStack() as stack:
+        def start(overrides: dict[str, Any] | None = None) -> LocalCore:
+            run_dir = stack.enter_context(short_run_dir())
+            core = LocalCore(run_dir, [ROOT / "components" / "actuator" / "recipe.yaml"], overrides)
+            stack.callback(core.stop)
+            return core.start()
+
+        yield start
+
+
+def test_run_dir_deploys_the_calibration_to_the_running_core(
+    actuator_core: Callable[..., LocalCore], calibration_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    core = actuator_core({ACTUATOR: {"calibrationFile": "/var/lib/arm/old.json"}})
+    assert main(["calibration", "import", str(calibration_file), "--run-dir", str(core.run_dir)]) == 0
+    configuration = core.configuration(ACTUATOR)
+    assert configuration["calibration"] == SO101_CALIBRATION
+    assert configuration["calibrationFile"] == ""  # reset to the recipe's default, as the nucleus does
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"LeRobot calibration {calibration_file} deployed to {ACTUATOR} on the core in {core.run_dir}:"
+    assert out[1].startswith("deployment ") and out[1].endswith(": SUCCEEDED")
+    assert out[2].endswith("; 31 key(s) changed: /calibration/... (30), /calibrationFile")  # 6 motors x 5 fields
+    assert load_config(ActuatorConfig, configuration).joint_calibration() is not None
+
+
+def test_run_dir_checks_the_cores_joints_and_answers_json(
+    actuator_core: Callable[..., LocalCore], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    joints = [{"name": "shoulder_pan", "id": 1, "minDeg": -90, "maxDeg": 90},
+              {"name": "gripper", "id": 6, "minDeg": 0, "maxDeg": 100}]  # fmt: skip
+    core = actuator_core({ACTUATOR: {"joints": joints}})
+    path = write_calibration(tmp_path / "cal.json")
+    assert main(["calibration", "import", str(path), "--run-dir", str(core.run_dir), "--norm-mode",
+                 "range_m100_100", "--json"]) == 0  # fmt: skip
+    document = json.loads(capsys.readouterr().out)
+    assert document["deployment"]["status"] == "SUCCEEDED"
+    assert document["updateConfig"][ACTUATOR]["RESET"] == ["/calibration", "/calibrationFile"]
+    configuration = core.configuration(ACTUATOR)
+    assert sorted(configuration["calibration"]) == ["gripper", "shoulder_pan"]  # the core's two joints
+    assert configuration["normMode"] == "range_m100_100"
+    assert document["deployment"]["components"][ACTUATOR]["configuration"] == configuration
+
+
+def test_run_dir_rejection_is_one_line_and_exit_code_1(
+    actuator_core: Callable[..., LocalCore], calibration_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import awsiot.greengrasscoreipc
+    from awsiot.greengrasscoreipc import model
+    from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+    core = actuator_core()
+    before = core.configuration(ACTUATOR)
+    environment = core.environment(ACTUATOR)
+    client = GreengrassCoreIPCClientV2(client=awsiot.greengrasscoreipc.connect(
+        ipc_socket=environment["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
+        authtoken=environment["SVCUID"]), executor=None)  # fmt: skip
+
+    def reject(event: model.ValidateConfigurationUpdateEvents) -> None:
+        report = model.ConfigurationValidityReport(
+            status="REJECTED", deployment_id=event.validate_configuration_update_event.deployment_id,
+            message="the arm is\nmoving")  # fmt: skip
+        client.send_configuration_validity_report_async(configuration_validity_report=report)
+
+    try:
+        client.subscribe_to_validate_configuration_updates(on_stream_event=reject)
+        assert main(["calibration", "import", str(calibration_file), "--run-dir", str(core.run_dir)]) == 1
+    finally:
+        client.close().result(5)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("vla-edge arm: deployment ")
+    assert f"{ACTUATOR} rejected the configuration: the arm is moving" in captured.err
+    assert core.configuration(ACTUATOR) == before
+
+
+def test_run_dir_without_a_core_or_with_config(
+    calibration_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["calibration", "import", str(calibration_file), "--run-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no local core is running" in err
+    config = tmp_path / "arm.yaml"
+    config.write_text("{}")
+    argv = ["calibration", "import", str(calibration_file), "--run-dir", str(tmp_path), "--config", str(config)]
+    assert main(argv) == 2
+    assert "leave out --config" in capsys.readouterr().err

@@ -17,8 +17,12 @@ configuration that has both. The nucleus applies the resets before the merge.
 
 For ``vla-edge up`` on a development machine, ``vla-edge up --calibration FILE`` starts the
 actuator with the same inline calibration (:func:`inline_calibration` does the checking for both).
-The local core cannot take this update from outside: over IPC a component may only merge into its
-own configuration, and the actuator reads its configuration once, at start.
+``--run-dir DIR`` deploys the update to a local core that is already running there (``vla-edge up``,
+``vla-edge core serve``), as the device's local deployment would, through the core's control socket
+(:func:`vla_edge.core.control.deploy_configuration`): the file is checked against the joints of that
+core's actuator configuration, the actuator may validate it, and the core's configuration of
+``com.vlaedge.Actuator`` is changed. A running actuator reads its configuration when it starts, so
+the calibration takes effect at its next start; the core keeps it until the core stops.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import json
 import logging
 import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ from vla_edge.components.actuator.calibration import (
 )
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.base import load_config
-from vla_edge.errors import ConfigurationError
+from vla_edge.errors import ConfigurationError, VlaEdgeError
 from vla_edge.motors.feetech.arm_setup import ArmCliError, ArmSetup, say
 from vla_edge.motors.feetech.arm_status import format_table
 
@@ -142,7 +147,9 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
             "ranges) and print (1) the greengrass-cli commands for a local deployment on the device, (2) the "
             "configurationUpdate of com.vlaedge.Actuator for a cloud deployment, (3) the vla-edge up flag. "
             "The update resets /calibration and /calibrationFile, then merges the calibration inline, so "
-            "motors of an earlier calibration do not linger. Bad input: one error line, exit code 2."
+            "motors of an earlier calibration do not linger. With --run-dir it deploys the update to a running "
+            "local core instead (a failed deployment: one error line, exit code 1). Bad input: one error line, "
+            "exit code 2."
         ),
     )  # fmt: skip
     imported.add_argument("file", type=Path, metavar="FILE", help="the LeRobot calibration JSON of this arm")
@@ -153,10 +160,18 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                           help="also set normMode (the units of the policy this arm runs); default: leave it")
     imported.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     imported.add_argument("--output", type=Path, metavar="FILE", help="also write the configurationUpdate JSON here")
+    imported.add_argument("--run-dir", type=Path, metavar="DIR",
+                          help="deploy the update to the local core running in DIR (vla-edge up / vla-edge core "
+                               "serve), checked against that core's actuator configuration; failure: exit code 1")
 
 
 def run_import(args: argparse.Namespace, setup: ArmSetup) -> int:
-    """Validate, then print (and with ``--output`` write) the update. Raises :class:`ArmCliError`."""
+    """Validate, then print (and with ``--output`` write) the update, or deploy it with ``--run-dir``.
+
+    Raises :class:`ArmCliError` for bad input (exit code 2).
+    """
+    if getattr(args, "run_dir", None) is not None:
+        return deploy_to_core(args)
     inline = inline_calibration(args.file, setup.config)
     config = calibrated_config(setup, inline, args.set_norm_mode)
     update = configuration_update(inline, args.set_norm_mode)
@@ -202,4 +217,69 @@ def _text(args: argparse.Namespace, setup: ArmSetup, config: ActuatorConfig, inl
         json.dumps(update) + written,
         "",
         "3. On this machine: vla-edge up --calibration " + shlex.quote(str(args.file)),
+        (f"   or, to a vla-edge up (or vla-edge core serve) already running: vla-edge arm calibration import "
+         f"{shlex.quote(str(args.file))} --run-dir <its run directory>"),
     ])  # fmt: skip
+
+
+def core_setup(run_dir: Path) -> ArmSetup:
+    """The actuator configuration of the core running in ``run_dir``, without its calibration.
+
+    That core's joints (``vla-edge up --config`` may have changed them) are what the calibration
+    has to fit, not the recipe's defaults. A core that cannot be reached is a VlaEdgeError.
+    """
+    from vla_edge.core.control import read_configuration
+
+    raw = {key: value for key, value in read_configuration(run_dir, ACTUATOR).items()
+           if key not in ("calibration", "calibrationFile", "accessControl")}  # fmt: skip
+    try:
+        config = load_config(ActuatorConfig, raw)
+    except ConfigurationError as exc:
+        raise ArmCliError(f"the {ACTUATOR} configuration of the core in {run_dir} is not valid: {exc}") from exc
+    return ArmSetup(config, raw, {}, f"{ACTUATOR} on the core in {run_dir}")
+
+
+def deploy_to_core(args: argparse.Namespace) -> int:
+    """``--run-dir``: deploy the update to a running local core; 0 when it went through, 1 when not."""
+    from vla_edge.core.control import deploy_configuration
+    from vla_edge.core.deployments import describe
+
+    if args.config is not None:
+        raise ArmCliError("--config and --run-dir both name the actuator configuration: with --run-dir the "
+                          "running core's is the one the calibration must fit; leave out --config")
+    try:
+        setup = core_setup(args.run_dir)
+    except VlaEdgeError as exc:
+        return _failed(str(exc))
+    inline = inline_calibration(args.file, setup.config)
+    calibrated_config(setup, inline, args.set_norm_mode)  # refuses what the actuator would refuse at start
+    update = {ACTUATOR: {"RESET": list(RESET_PATHS), "MERGE": merge_document(inline, args.set_norm_mode)}}
+    if args.output is not None:
+        try:
+            args.output.write_text(json.dumps(configuration_update(inline, args.set_norm_mode), indent=2) + "\n",
+                                   encoding="utf-8")
+        except OSError as exc:
+            raise ArmCliError(f"cannot write --output {args.output}: {exc}") from exc
+    try:
+        result = deploy_configuration(args.run_dir, update)
+    except VlaEdgeError as exc:
+        return _failed(f"deploying to the core in {args.run_dir}: {exc}")
+    if result.status != "SUCCEEDED":
+        return _failed(f"deployment {result.deployment_id} to the core in {args.run_dir} failed: {result.error}")
+    if args.json:
+        say(json.dumps({"source": str(args.file), "component": ACTUATOR, "runDir": str(args.run_dir),
+                        "calibration": inline, "updateConfig": update, "deployment": result.to_dict()}, indent=2))
+        return 0
+    say("\n".join([
+        f"LeRobot calibration {args.file} deployed to {ACTUATOR} on the core in {args.run_dir}:",
+        *describe(result),
+        (f"A running {ACTUATOR} reads its configuration when it starts: the calibration applies from its next "
+         "start. The core keeps it until the core stops (vla-edge up --calibration sets it at start)."),
+    ]))  # fmt: skip
+    return 0
+
+
+def _failed(text: str) -> int:
+    """A deployment that did not go through: one line on stderr, exit code 1 (the input itself was fine)."""
+    sys.stderr.write("vla-edge arm: " + " ".join(text.split()) + "\n")
+    return 1
