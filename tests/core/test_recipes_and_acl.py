@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vla_edge.core.acl import PUBSUB_SERVICE, AccessControl, parse_access_control, resource_matches
+from vla_edge.core.mqtt import MQTT_PROXY_SERVICE
 from vla_edge.core.recipes import load_overrides, load_recipe, resolve_configurations
 from vla_edge.errors import ConfigurationError
 
@@ -77,7 +78,8 @@ def test_the_projects_own_recipes_load(relative: str) -> None:
     recipe = load_recipe(REPO / relative)
     assert recipe.name.startswith("com.vlaedge.")
     policies = parse_access_control(recipe.name, recipe.default_configuration)
-    assert policies and all(p.service == PUBSUB_SERVICE for p in policies)
+    assert any(p.service == PUBSUB_SERVICE for p in policies)
+    assert {p.service for p in policies} <= {PUBSUB_SERVICE, MQTT_PROXY_SERVICE}  # what the local core serves
 
 
 @pytest.mark.parametrize(("pattern", "resource", "allowed"), [
