@@ -169,6 +169,10 @@ def test_reset_removes_keys_and_restores_recipe_defaults(core_factory: Callable[
     assert second.components[0].changed == ("/extra/a", "/local", "/x")
     unchanged = core.deploy_configuration({GAMMA: {"RESET": ["/extra"]}})
     assert unchanged.status == "SUCCEEDED" and unchanged.components[0].validation == "UNCHANGED"
+    assert core.deploy_configuration({GAMMA: {"MERGE": {"empty": {}}}}).components[0].changed == ("/empty",)
+    assert core.configuration(GAMMA) == {"x": 1, "y": [1, 2], "empty": {}}
+    assert core.deploy_configuration({GAMMA: {"RESET": ["/empty"]}}).components[0].changed == ("/empty",)
+    assert core.configuration(GAMMA) == {"x": 1, "y": [1, 2]}
 
 
 def test_deferring_component_holds_the_change_back(core: LocalCore, ipc: Callable[..., Any]) -> None:
@@ -268,6 +272,9 @@ def test_control_socket_answers_request_errors(core: LocalCore) -> None:
     assert bad["ok"] is False and "must start with '/'" in bad["error"]
     bad = ask({"op": "deploy-configuration", "update": {ALPHA: {}}, "timeoutS": "soon"})
     assert bad["ok"] is False and "bad deploy-configuration request" in bad["error"]
+    bad = ask({"op": "deploy-configuration", "update": {ALPHA: {"MERGE": {"name": "x"}}}, "timeoutS": 0})
+    assert bad["ok"] is False and "timeout must be positive" in bad["error"]
+    assert core.configuration(ALPHA)["name"] == "alpha"
     assert ask({"op": "get-configuration", "component": BETA}) == {"ok": True, "configuration": {
         **core.configuration(BETA)}}
     assert "unknown component" in ask({"op": "get-configuration", "component": "x"})["error"]

@@ -145,9 +145,9 @@ class ConfigStore:
             times = self._modtimes[component]
             if any(times.get(p, 0) > stamp for p in changed):
                 raise StaleUpdateError(path)
-        if not changed:
+        if not changed and not force:
             return []
-        if path:
+        if path:  # (force: a replace that only adds or drops empty objects still changes the tree)
             parent = tree
             for key in path[:-1]:
                 if not isinstance(parent.get(key), dict):

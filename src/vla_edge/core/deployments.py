@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from vla_edge.bus.semantics import deep_merge
 from vla_edge.core.acl import AccessControl, Policy, parse_access_control
-from vla_edge.core.configstore import KeyPath, leaves
+from vla_edge.core.configstore import KeyPath
 from vla_edge.core.operations import CoreServices
 from vla_edge.core.updates import DEFAULT_RECHECK_MIN_S, DEFAULT_TIMEOUT_S, ComponentUpdates, UpdateOutcome
 from vla_edge.errors import ConfigurationError, CoreError
@@ -226,9 +226,20 @@ def _make_parents(tree: dict[str, Any], path: KeyPath) -> dict[str, Any]:
 
 
 def changed_pointers(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
-    old, new = leaves(before), leaves(after)
+    """JSON pointers of the leaves added, changed or removed; an empty object counts as a leaf here,
+    so that a change which only adds or drops one is still a change."""
+    old, new = _flat(before), _flat(after)
     paths = {p for p in new if p not in old or old[p] != new[p]} | {p for p in old if p not in new}
-    return tuple(sorted(pointer(p) for p in paths if p))
+    filled = {p[:depth] for p in paths for depth in range(1, len(p))}  # {} that gained keys: those tell it
+    return tuple(sorted(pointer(p) for p in paths - filled))
+
+
+def _flat(value: Mapping[str, Any], prefix: KeyPath = ()) -> dict[KeyPath, Any]:
+    out: dict[KeyPath, Any] = {}
+    for key, item in value.items():
+        path = prefix + (str(key),)
+        out.update(_flat(item, path) if isinstance(item, Mapping) and item else {path: item})
+    return out
 
 
 # -- running it on the core's event loop ------------------------------------------------------------------
@@ -250,8 +261,10 @@ class ConfigurationDeployer:
                      timeout_s: float = DEFAULT_TIMEOUT_S, recheck_min_s: float = DEFAULT_RECHECK_MIN_S,
                      max_wait_s: float | None = None,
                      validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S) -> DeploymentResult:
-        if validation_timeout_s <= 0:
-            raise CoreError("the validation timeout must be positive")
+        if validation_timeout_s <= 0 or timeout_s <= 0:
+            raise CoreError("the validation timeout and the component-update timeout must be positive")
+        if recheck_min_s < 0 or (max_wait_s is not None and max_wait_s < 0):
+            raise CoreError("recheck_min_s and max_wait_s must not be negative")
         if self._running is not None or self.updates.active is not None:
             raise CoreError(f"deployment {self._running or self.updates.active} is still running; one at a time")
         bases, proposals, policies = self._resolve(update_config)
