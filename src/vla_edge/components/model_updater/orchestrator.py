@@ -83,7 +83,6 @@ class Orchestrator:
     # --- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._jobs.put(self._startup)
         self._thread = threading.Thread(target=self._work, name="model-updater", daemon=True)
         self._thread.start()
 
@@ -97,22 +96,25 @@ class Orchestrator:
                                  "abandoned, and the record still names the model active before it")
 
     def _work(self) -> None:
+        self._run_job(self._startup)  # before anything a bus handler queued meanwhile
         while not self._stop.is_set():
             job: Job | None
             try:
                 job = self._jobs.get(timeout=WORKER_POLL_S)
             except queue.Empty:
                 job = self._rollout if self._rollout_due() else None
-            if job is None:
-                continue
-            try:
-                job()
-            except Exception:  # a bug in one job must not end the updater: logged, counted, reported
-                self.counters.add("worker_errors")
-                self.log.exception("model-updater job %s failed", getattr(job, "__name__", job))
-                self._fail("internal_error", "an internal error ended this step; see the component log", None)
-            finally:
-                self._set_phase("probation" if self.probation is not None else "idle")
+            if job is not None:
+                self._run_job(job)
+
+    def _run_job(self, job: Job) -> None:
+        try:
+            job()
+        except Exception:  # a bug in one job must not end the updater: logged, counted, reported
+            self.counters.add("worker_errors")
+            self.log.exception("model-updater job %s failed", getattr(job, "__name__", job))
+            self._fail("internal_error", "an internal error ended this step; see the component log", None)
+        finally:
+            self._set_phase("probation" if self.probation is not None else "idle")
 
     # --- inputs (any thread) ----------------------------------------------------------------------
 
@@ -201,7 +203,7 @@ class Orchestrator:
             missing = f"; {record.active.name} {record.active.version} is recorded but missing" if record.active else ""
             self.ctx.publish(status_of(None, "none", f"no model in the store yet{missing}; waiting for the inference "
                                        "component to report what it serves"))
-        if self.current is not None and self.desired.source != "image":
+        if installed is not None and self.current is not None and self.desired.source != "image":
             self._serve(self.current, min(config.switch_timeout_s, START_CHECK_S), "on start")
 
     def _rollout_due(self) -> bool:
@@ -311,10 +313,8 @@ class Orchestrator:
         self._set_state("ERRORED", detail)
         if confirmed:
             self.ctx.channel.request("discard", bad.ref, config.switch_timeout_s, bad.path or "")
-        try:
-            self.ctx.store.prune(config.keep_previous)
-        except ModelUpdateError as exc:
-            self.log.warning("could not prune the model store: %s", exc)
+        # Not pruned now: the record's reason would become the prune's. The bad model's files go with the
+        # next prune (after the next rollout's probation); the record keeps it in rolled_back either way.
 
     def _fail(self, reason: str, detail: str, model: messages.ModelRef | None) -> None:
         current = self.current
