@@ -35,6 +35,16 @@ from vla_edge.errors import ConfigurationError
 from vla_edge.models import read_model_ref
 
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+PUBLISH = "aws.greengrass#PublishToTopic"
+SUBSCRIBE = "aws.greengrass#SubscribeToTopic"
+
+
+def grants(component: str, publish: list[str] | None = None, subscribe: list[str] | None = None) -> dict[str, Any]:
+    """A configuration whose ``accessControl`` grants these local topics (for a broker that enforces it)."""
+    policies = {f"{component}:pubsub:{index}": {"operations": [operation], "resources": resources}
+                for index, (operation, resources) in enumerate([(PUBLISH, publish), (SUBSCRIBE, subscribe)])
+                if resources}
+    return {"accessControl": {"aws.greengrass.ipc.pubsub": policies}}
 
 
 class ManualClock:
@@ -83,7 +93,9 @@ class FakeInference:
     """Called with each command before it is answered (e.g. to look at the store meanwhile)."""
 
     def __post_init__(self) -> None:
-        self.bus: InMemoryBus = self.broker.bus(name="com.vlaedge.Inference")
+        self.bus: InMemoryBus = self.broker.bus(grants(
+            "com.vlaedge.Inference", publish=[messages.TOPIC_MODEL_REPORT, "vla-edge/health/inference"],
+            subscribe=[messages.TOPIC_MODEL_COMMAND]), name="com.vlaedge.Inference")
         self._lock = threading.RLock()
         self.bus.subscribe(messages.TOPIC_MODEL_COMMAND, self._receive)
 
@@ -239,7 +251,7 @@ class UpdaterHarness:
         self.clock = clock
         self.statuses: list[messages.ModelStatus] = []
         self._lock = threading.Lock()
-        watcher = broker.bus(name="watcher")
+        watcher = broker.bus(grants("watcher", subscribe=[messages.TOPIC_MODEL_STATUS]), name="watcher")
         watcher.subscribe(messages.TOPIC_MODEL_STATUS, self._on_status)
         self.bus = broker.bus(configuration, name="com.vlaedge.ModelUpdater")
         config = load_config(ModelUpdaterConfig, configuration)

@@ -60,8 +60,8 @@ class ModelUpdaterComponent(Component[ModelUpdaterConfig]):
                                          self.reporter.publish, self.counters, self.log, clock, lambda: self.config,
                                          self.set_state)
         self.arm = ArmActivity(clock)
-        self.deferral = UpdateDeferral(bus, self.arm, self._why_busy, lambda: self.config.defer_recheck_s,
-                                       self.counters, self.log)
+        self.deferral = UpdateDeferral(bus, self.arm, self.orchestrator.busy, lambda: self.config.defer_recheck_s,
+                                       lambda: self.config.defer_component_updates, self.counters, self.log)
         self._config_changed = threading.Event()
         self._subscriptions = [
             bus.subscribe_to_validate_configuration_updates(self.validate_configuration),
@@ -80,11 +80,6 @@ class ModelUpdaterComponent(Component[ModelUpdaterConfig]):
         elif topic is not None:
             self.log.info("model status goes to AWS IoT Core topic %s", topic)
         return topic
-
-    def _why_busy(self) -> str | None:
-        if not self.config.defer_component_updates:
-            return None
-        return self.orchestrator.busy()
 
     # --- configuration -------------------------------------------------------------------------
 

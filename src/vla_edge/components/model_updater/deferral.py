@@ -58,15 +58,18 @@ class UpdateDeferral:
     """Answers pre-update events; ``busy`` says why the updater itself cannot be disturbed (or None)."""
 
     def __init__(self, bus: Bus, arm: ArmActivity, busy: Callable[[], str | None], recheck_s: Callable[[], float],
-                 counters: Counters, log: logging.Logger) -> None:
+                 enabled: Callable[[], bool], counters: Counters, log: logging.Logger) -> None:
         self.bus = bus
         self.arm = arm
         self.busy = busy
         self.recheck_s = recheck_s
+        self.enabled = enabled
         self.counters = counters
         self.log = log
 
     def why_defer(self) -> str | None:
+        if not self.enabled():
+            return None
         return self.busy() or self.arm.executing()
 
     def on_event(self, event: ComponentUpdateEvent) -> None:
@@ -75,7 +78,12 @@ class UpdateDeferral:
             return
         reason = self.why_defer()
         recheck_ms = round(self.recheck_s() * 1000) if reason else 0
-        message = f"{reason}; ask again in {recheck_ms} ms" if reason else "the arm holds and no model switch runs"
+        if reason:
+            message = f"{reason}; ask again in {recheck_ms} ms"
+        elif self.enabled():
+            message = "the arm holds and no model switch runs"
+        else:
+            message = "not deferring (deferComponentUpdates is false)"
         try:
             self.bus.defer_component_update(event.deployment_id, message, recheck_ms)
         except BusError as exc:

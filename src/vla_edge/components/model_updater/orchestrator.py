@@ -204,7 +204,9 @@ class Orchestrator:
             self.ctx.publish(status_of(None, "none", f"no model in the store yet{missing}; waiting for the inference "
                                        "component to report what it serves"))
         if installed is not None and self.current is not None and self.desired.source != "image":
-            self._serve(self.current, min(config.switch_timeout_s, START_CHECK_S), "on start")
+            # Not a switch as far as deferring updates goes: most often it serves this model already,
+            # and an inference component that is not up yet must not hold deployments back.
+            self._serve(self.current, min(config.switch_timeout_s, START_CHECK_S), "on start", switching=False)
 
     def _rollout_due(self) -> bool:
         with self._lock:
@@ -346,10 +348,11 @@ class Orchestrator:
             return
         self._serve(current, config.switch_timeout_s, f"after it (re)started serving {served}")
 
-    def _serve(self, model: Serving, timeout_s: float, why: str) -> None:
+    def _serve(self, model: Serving, timeout_s: float, why: str, switching: bool = True) -> None:
         """Tell the inference component to serve ``model`` (it stages it first when it is not loaded)."""
         self.log.info("telling the inference component to serve %s %s", model.name, why)
-        self._set_phase("switching")
+        if switching:
+            self._set_phase("switching")
         report = self.ctx.channel.request("activate", model.ref, timeout_s, model.path or "")
         if report is not None and report.state == "serving":
             return
