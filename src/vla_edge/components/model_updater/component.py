@@ -45,7 +45,7 @@ class ModelUpdaterComponent(Component[ModelUpdaterConfig]):
 
     def __init__(self, bus: Bus, config: ModelUpdaterConfig, *, clock: Callable[[], float] = time.monotonic,
                  sources: ModelSources | None = None, thing_name: str | None = None) -> None:
-        """``clock`` (monotonic seconds) times probation, progress reports and JointState freshness; ``sources``
+        """``clock`` (monotonic seconds) times probation, status repeats and JointState freshness; ``sources``
         replaces how models are fetched (tests: an S3 client on a test server); ``thing_name`` replaces
         ``AWS_IOT_THING_NAME``, read here, at start, not at import."""
         super().__init__(bus, config)
@@ -56,7 +56,7 @@ class ModelUpdaterComponent(Component[ModelUpdaterConfig]):
         self.reporter = StatusReporter(self.router, bus, self.counters, self.log, self._iot_topic(config),
                                        lambda: self.config.report_period_s, clock)
         self.channel = InferenceChannel(self.router.publish, self.log)
-        self.orchestrator = Orchestrator(self.store, sources or ModelSources(clock=clock), self.channel,
+        self.orchestrator = Orchestrator(self.store, sources or ModelSources(), self.channel,
                                          self.reporter.publish, self.counters, self.log, clock, lambda: self.config,
                                          self.set_state)
         self.arm = ArmActivity(clock)

@@ -18,6 +18,7 @@ untouched: recording the new model as active is the orchestrator's step, after `
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -145,7 +146,7 @@ class Rollout:
             self.config.max_download_mbps * 1e6 if self.config.max_download_mbps else None), manifest.ref)
         ctx.counters.add("downloads.bytes", fetched.bytes_fetched)
         mbps = fetched.bytes_fetched / 1e6 / fetched.seconds if fetched.bytes_fetched and fetched.seconds > 0 else None
-        verified_at = ctx.clock()
+        verified_at = time.monotonic()  # figures are real durations, whatever clock drives the logic
         new = Serving.from_store(fetched.model, manifest)
         try:
             if self._stage(new, manifest):
@@ -153,7 +154,7 @@ class Rollout:
         except RolloutFailed as failure:
             self._undo(new, failure)
             raise
-        return Switched(new, self.current, self._hold, mbps, ctx.clock() - verified_at)
+        return Switched(new, self.current, self._hold, mbps, time.monotonic() - verified_at)
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -175,7 +176,7 @@ class Rollout:
 
     def _progress(self, manifest: ModelManifest) -> Callable[[int, int, float], None]:
         def report(done: int, total: int, rate: float) -> None:
-            now = self.ctx.clock()
+            now = time.monotonic()
             if done < total and now - self._last_progress < PROGRESS_EVERY_S:
                 return
             self._last_progress = now
