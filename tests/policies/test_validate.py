@@ -19,6 +19,7 @@ from vla_edge.policies.validate import (
     BadArguments,
     load_recorded,
     validate_in_subprocess,
+    validator_command,
 )
 
 FIVE = ["a", "b", "c", "d", "e"]
@@ -104,3 +105,9 @@ def test_malformed_recordings_are_bad_arguments(tmp_path: Path) -> None:
     steps = load_recorded(recorded, list(ACT_CAMERAS), FIVE)
     assert len(steps) == 2 and steps[1][1] == [5.0, 4.0, 3.0, 2.0, 1.0]  # reordered from the recorded names
     assert steps[0][0]["top"].shape == (48, 64, 3)
+
+
+def test_the_validator_yields_the_cpu_to_the_serving_process(act_dir: Path) -> None:
+    command = validator_command(act_dir, ["top"], FIVE, task="-starts like an option")
+    assert command[command.index("--nice") + 1] == "10"
+    assert "--task=-starts like an option" in command

@@ -6,7 +6,8 @@ Why a separate process
     were loaded there first. Here only the validator dies; :func:`validate_in_subprocess`
     turns that death into a report (``validator_crashed`` with the signal, or ``timeout``)
     and the serving model never notices. The validator also raises its own
-    ``oom_score_adj`` so that, when memory runs out, the kernel kills it and not the server.
+    ``oom_score_adj`` so that, when memory runs out, the kernel kills it and not the server,
+    and runs at a lower CPU priority (``--nice``), so that it does not delay the server's chunks.
 
 What it checks, in order (the first failure is the report's ``reason``)
     ``load_failed``/``missing_extra``/``feature_mismatch``: the policy directory, its
@@ -57,6 +58,9 @@ SMOKE_INFERENCES = 5
 DEFAULT_TIMEOUT_S = 600.0
 """Loading a multi-GB VLA on a small device takes minutes; a validator still busy after this is stuck."""
 STDERR_TAIL_CHARS = 2000
+VALIDATOR_NICE = 10
+"""Niceness a validator started by :func:`validate_in_subprocess` takes: on a small device it shares the
+cores with the serving loop, whose chunks must not be late. Its latencies are measured under that load."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -353,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recorded", type=Path, default=None, help="folder of recorded frames and states")
     parser.add_argument("--task", default="")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
     return parser
 
 
@@ -375,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BadArguments("--smoke and --threads must be at least 1")
         log.info("validating %s for cameras %s and joints %s on %s", args.path, args.cameras, args.joints, args.device)
         _protect_the_server()
+        if args.nice > 0:
+            os.nice(args.nice)  # the serving loop on the same cores comes first; validation can wait
         from vla_edge.policies.loading import set_torch_threads
 
         set_torch_threads(args.threads)
@@ -399,12 +406,12 @@ def validator_command(
     path: Path, cameras: Sequence[str], joint_names: Sequence[str], *, device: str = "cpu", dtype: str = "float32",
     smoke: int = SMOKE_INFERENCES, latency_budget_ms: float | None = None,
     joint_limits: Mapping[str, Sequence[float]] | None = None, recorded: Path | None = None, task: str = "",
-    threads: int = 1,
+    threads: int = 1, nice: int = VALIDATOR_NICE,
 ) -> list[str]:
     """The argv that runs the validator with this interpreter."""
     command = [sys.executable, "-m", "vla_edge.policies.validate", str(path), "--cameras", *cameras,
                "--joints", *joint_names, "--device", device, "--dtype", dtype, "--smoke", str(smoke),
-               "--threads", str(threads), f"--task={task}"]
+               "--threads", str(threads), "--nice", str(nice), f"--task={task}"]
     if latency_budget_ms is not None:
         command += ["--latency-budget-ms", repr(float(latency_budget_ms))]
     if joint_limits:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +35,26 @@ ESTIMATE_FACTOR = 1.2
 ESTIMATE_OVERHEAD_MB = 64.0
 """Need estimate without a manifest figure: weight files x factor + overhead (processors, activations)."""
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+STAGE_NICE = 10
+"""How much lower the staging thread's CPU priority is than the inference loop's."""
 
 log = logging.getLogger(__name__)
 
 
 def describe(ref: messages.ModelRef) -> str:
     return f"{ref.name} {ref.version}"
+
+
+def lower_thread_priority(logger: logging.Logger, by: int = STAGE_NICE) -> None:
+    """Make the calling thread yield the CPU to the inference loop (Linux niceness is per thread).
+
+    The in-process load and warm-up run on the cores the loop needs for its next chunk.
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except (OSError, AttributeError) as exc:  # not Linux, or not permitted: staging runs at the loop's priority
+        logger.info("cannot lower the staging thread's priority (%s)", exc)
 
 
 def estimate_memory_mb(path: Path) -> float:

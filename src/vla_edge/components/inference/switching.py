@@ -59,6 +59,7 @@ from vla_edge.components.inference.staging import (
     check_identity,
     describe,
     estimate_memory_mb,
+    lower_thread_priority,
     memory_plan,
 )
 from vla_edge.policies import LoadedPolicy, load_policy
@@ -284,6 +285,7 @@ class ModelSwitcher:
     def _stage_worker(self, command: messages.ModelCommand, activate: bool) -> None:
         ref = command.model
         model: LoadedModel | None = None
+        lower_thread_priority(self.log)
         try:
             model = self._stage(command)
         except ModelRejected as rejected:
