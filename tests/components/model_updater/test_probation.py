@@ -176,3 +176,17 @@ def test_a_first_rollout_with_nothing_to_go_back_to_skips_probation(
     assert fake.serving is not None and fake.serving.ref == v2.ref
     assert ModelStore(store_dir).record().active == v2.ref
     assert "no previous model" in updater.latest().detail  # type: ignore[union-attr]
+
+
+def test_an_updater_restarted_during_probation_frees_the_slot_for_the_next_rollout(
+        harness: Callable[..., UpdaterHarness], fake: FakeInference, v1: Published,
+        publish: Callable[..., Published], store_dir: Path) -> None:
+    v2, v3 = publish("2"), publish("3")
+    first = on_probation(harness, fake, v2)
+    first.stop()  # v1 stays loaded beside v2 in the inference component
+    assert fake.loaded() == [v2.ref, v1.ref]
+    again = harness(model={"source": "local", "path": str(v3.path)})
+    again.wait_status("active", v3.ref)
+    stages = [(c.action, c.model.version) for c in fake.commands if c.action in ("stage", "discard")]
+    assert stages[-4:] == [("stage", "3"), ("discard", "1"), ("stage", "3"), ("discard", "2")]
+    assert fake.loaded() == [v3.ref] and ModelStore(store_dir).record().active == v3.ref

@@ -209,6 +209,8 @@ class Rollout:
         """Validate and load beside (or, short of memory, instead of) the serving model; False: it serves already."""
         self.ctx.publish(status_of(self.current, "staging", f"{new.name}: verified; staging in the inference component"))
         report = self._stage_request(new, manifest, allow_unload=False)
+        if report.state == "failed" and report.reason == "slot_occupied" and self._free_slot(new):
+            report = self._stage_request(new, manifest, allow_unload=False)
         if report.state == "failed" and report.reason == "insufficient_memory" and self.current is not None:
             self._hold = True
             self.ctx.set_phase("switching")
@@ -222,6 +224,23 @@ class Rollout:
             raise RolloutFailed(report.reason or "stage_failed", report.detail or "staging failed", new.ref)
         self._staged = True
         return report.state != "serving"
+
+    def _free_slot(self, new: Serving) -> bool:
+        """Unload whatever known model is loaded beside the serving one; True when there was one to try.
+
+        A model is left beside the serving one when the updater stopped during a probation (the
+        previous model) or a rollout; which one the inference component does not say, so each
+        model the store knows, other than these two, is discarded (a model not loaded answers
+        ``unloaded`` too, at no cost).
+        """
+        record = self.ctx.store.record()
+        keep = {new.ref, self.current.ref if self.current else None}
+        candidates = [r for r in dict.fromkeys([*record.previous, *record.staged, *record.rolled_back]) if r not in keep]
+        self.ctx.log.info("a model is loaded beside the serving one; unloading the store's other models (%d)",
+                          len(candidates))
+        for ref in candidates:
+            self.ctx.channel.request("discard", ref, self.config.switch_timeout_s)
+        return bool(candidates)
 
     def _activate(self, new: Serving) -> None:
         self.ctx.set_phase("switching")
