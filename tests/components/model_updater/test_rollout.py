@@ -190,3 +190,21 @@ def test_not_enough_memory_for_two_switches_under_hold(harness: Callable[..., Up
     stages = [c for c in fake.commands if c.action == "stage"]
     assert [s.allow_unload for s in stages] == [False, True]
     assert fake.loaded() == [v2.ref]
+
+
+def test_a_store_that_cannot_record_the_switch_switches_back(harness: Callable[..., UpdaterHarness],
+                                                             fake: FakeInference, v1: Published,
+                                                             publish: Callable[..., Published], store_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from vla_edge.errors import ModelUpdateError
+
+    v2 = publish("2")
+
+    def disk_full(self: ModelStore, ref: messages.ModelRef, reason: str = "") -> None:
+        raise ModelUpdateError("cannot write active.json: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(ModelStore, "activate", disk_full)
+    updater = harness(model={"source": "local", "path": str(v2.path)})
+    failed = assert_v1_still_serves(updater, fake, v1, store_dir, "update_failed")
+    assert "No space left" in failed.detail
+    assert fake.loaded() == [v1.ref]

@@ -237,7 +237,13 @@ class Orchestrator:
         new, previous = switched.new, switched.previous
         record_now = previous is None or previous.source == "store"
         if record_now:
-            self.ctx.store.activate(new.ref, f"rolled out from {spec.describe()}")
+            try:
+                self.ctx.store.activate(new.ref, f"rolled out from {spec.describe()}")
+            except ModelUpdateError as exc:  # the record is the truth: a model it does not name must not serve
+                self._switch_back(new, previous)
+                self._fail("update_failed", f"{new.name} served, but recording it active failed ({exc}); switched "
+                           "back", new.ref)
+                return
         with self._lock:
             self.current = new
             self._figures.update(download_mbps=switched.download_mbps,
@@ -258,6 +264,16 @@ class Orchestrator:
             self.probation, self._previous, self._concluding = probation, previous, False
         self.ctx.publish(new.status("active", f"serving since the switch from {previous.name}; on probation for "
                                     f"{config.probation_s:.0f} s ({previous.name} stays loaded for a rollback)"))
+
+    def _switch_back(self, new: Serving, previous: Serving | None) -> None:
+        timeout = self._config().switch_timeout_s
+        if previous is not None:
+            self.ctx.channel.request("activate", previous.ref, timeout, previous.path or "")
+            self.ctx.channel.request("discard", new.ref, timeout, new.path or "")
+        try:
+            self.ctx.store.discard(new.ref, "switched back: its activation could not be recorded")
+        except ModelUpdateError as exc:
+            self.log.warning("%s stays in the store: %s", new.name, exc)
 
     def _conclude(self, probation: Probation, verdict: Verdict) -> None:
         with self._lock:
