@@ -200,7 +200,7 @@ class ModelSwitcher:
             self._discard(command)
 
     def _start(self, command: messages.ModelCommand, activate: bool) -> None:
-        ref, answer = command.model, None
+        ref, answer, beside = command.model, None, False
         with self._lock:
             if self._busy is not None:
                 answer = ("failed", "busy", f"{describe(self._busy)} is being staged; send the command again "
@@ -208,7 +208,7 @@ class ModelSwitcher:
             elif self._serving is not None and self._serving.ref == ref:
                 answer = ("serving", None, "already serving")
             elif self._other is not None and self._other.ref == ref:
-                answer = ("staged", None, "already loaded")
+                answer, beside = ("staged", None, "already loaded"), self._other.beside
             elif self._pending is not None or self._active is not None:
                 answer = ("failed", "busy", "a switch is in progress; send the command again after it reports serving")
             elif self._other is not None:
@@ -222,7 +222,6 @@ class ModelSwitcher:
                                                 name="model-stage", daemon=True)
         if answer is not None:
             state, reason, detail = answer
-            beside = self._other.beside if state == "staged" and self._other is not None else False
             self._report(ref, state, command.request_id, reason=reason, detail=detail, beside=beside)
             return
         assert self._worker is not None
@@ -286,25 +285,30 @@ class ModelSwitcher:
         ref = command.model
         model: LoadedModel | None = None
         lower_thread_priority(self.log)
+        failure: tuple[str, str] | None = None
         try:
             model = self._stage(command)
         except ModelRejected as rejected:
-            self._report(ref, "failed", command.request_id, reason=rejected.reason, detail=rejected.detail)
+            failure = (rejected.reason, rejected.detail)
         except Exception as exc:  # noqa: BLE001 - a staging bug must not leave the switcher busy forever; reported
             self.log.exception("staging %s failed unexpectedly", describe(ref))
-            self._report(ref, "failed", command.request_id, reason="stage_failed",
-                         detail=f"unexpected error while staging: {type(exc).__name__}: {exc}; see the component log")
+            failure = ("stage_failed", f"unexpected error while staging: {type(exc).__name__}: {exc}; see the log")
         finally:
             with self._lock:
-                self._busy = None
-                if model is not None and activate:
+                self._busy = None  # before the report: the updater may answer it with the next command at once
+        if model is None:
+            reason, detail = failure or ("stage_failed", "no model was loaded")
+            self._report(ref, "failed", command.request_id, reason=reason, detail=detail)
+            return
+        self._report(ref, "staged", command.request_id, beside=model.beside, path=str(model.path),
+                     load_ms=model.load_ms, smoke_ms_p50=model.smoke_ms_p50, memory_mb=model.memory_mb,
+                     detail=f"validated in {model.validation_ms:.0f} ms, loaded "
+                     f"{'beside the serving model' if model.beside else 'after unloading the serving model'} "
+                     f"in {model.load_ms:.0f} ms")
+        if activate:  # after "staged", so the reports keep their order; the loop then reports "serving"
+            with self._lock:
+                if self._other is model:
                     self._pending = Activation(model, command.request_id, time.perf_counter())
-        if model is not None:
-            self._report(ref, "staged", command.request_id, beside=model.beside, path=str(model.path),
-                         load_ms=model.load_ms, smoke_ms_p50=model.smoke_ms_p50, memory_mb=model.memory_mb,
-                         detail=f"validated in {model.validation_ms:.0f} ms, loaded "
-                         f"{'beside the serving model' if model.beside else 'after unloading the serving model'} "
-                         f"in {model.load_ms:.0f} ms")
 
     def _stage(self, command: messages.ModelCommand) -> LoadedModel:
         ref = command.model
