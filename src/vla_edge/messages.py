@@ -261,6 +261,8 @@ class ModelStatus(Message):
     state: Literal["active", "staging", "switching", "failed", "rolled_back", "none"]
     model: ModelRef | None = None
     next_model: ModelRef | None = None
+    next_norm_mode: Literal["degrees", "range_m100_100"] | None = None
+    """``switching``: the ``norm_mode`` of ``next_model`` (its chunks are checked against it)."""
     hold: bool = False
     policy_type: str | None = None
     path: str | None = None

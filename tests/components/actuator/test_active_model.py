@@ -138,3 +138,50 @@ def test_the_recipe_lets_the_actuator_subscribe_to_model_status() -> None:
         for r in p["resources"]
     }
     assert messages.TOPIC_MODEL_STATUS in subscribed
+
+
+def switching(
+    current: messages.ModelRef, incoming: messages.ModelRef, hold: bool = False, next_norm_mode: str | None = None
+) -> messages.ModelStatus:
+    return messages.ModelStatus(
+        t=time.time(), state="switching", model=current, next_model=incoming, hold=hold, next_norm_mode=next_norm_mode
+    )
+
+
+def test_during_a_switch_both_models_are_accepted_then_only_the_new_one(actuator) -> None:
+    broker, component = actuator
+    send(broker, status(MODEL))
+    send(broker, switching(MODEL, OTHER))
+    send(broker, from_model(MODEL))
+    send(broker, from_model(OTHER))
+    assert component.counters.get("rejected.inactive_model") == 0
+    send(broker, status(OTHER))  # the switch is over: the old model's chunks are refused again
+    send(broker, from_model(MODEL))
+    assert component.counters.get("rejected.inactive_model") == 1
+    assert component.intake.incoming is None
+
+
+def test_a_hold_switch_drops_the_plan_holds_and_refuses_the_old_model(actuator) -> None:
+    broker, component = actuator
+    send(broker, status(MODEL))
+    component._tick()  # connect: the arm holds
+    send(broker, from_model(MODEL))
+    assert len(component.schedule) > 0
+    send(broker, switching(MODEL, OTHER, hold=True))
+    component._tick()
+    assert len(component.schedule) == 0
+    assert component.counters.get("actions_dropped.model_switch") > 0
+    assert component.arm.holding
+    send(broker, from_model(MODEL))  # the serving model is being unloaded: its late chunks are refused
+    assert component.counters.get("rejected.hold_switch") == 1 and len(component.schedule) == 0
+    send(broker, from_model(OTHER))
+    assert len(component.schedule) > 0
+
+
+def test_the_incoming_models_norm_mode_is_checked_during_the_switch(actuator) -> None:
+    broker, component = actuator  # uncalibrated: raw degrees are no LeRobot units
+    send(broker, status(MODEL))
+    send(broker, switching(MODEL, OTHER, next_norm_mode="degrees"))
+    send(broker, from_model(OTHER))
+    assert component.counters.get("rejected.norm_mode_mismatch") == 1
+    assert len(component.schedule) == 0

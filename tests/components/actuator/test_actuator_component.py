@@ -183,13 +183,22 @@ def test_stop_holds_then_turns_torque_off(make_actuator, emulator: ArmEmulator) 
     assert not any(emulator.torque_enabled().values())
     shoulder = [goal for _, servo, goal in emulator.goal_writes() if servo == 1]
     last_goals = {servo: goal for _, servo, goal in emulator.goal_writes()[-6:]}
-    # A hold: the last goal is where the arm was read to be just before torque went off. The emulated
-    # servo decelerates as a real one does, so it may end a few dozen ticks past that read when it was
-    # moving fast; what is certain is that the hold is behind the goal it was chasing, far from the target.
-    hold, chased = shoulder[-1], shoulder[-2]
-    assert 2048 < hold <= chased < degrees_to_ticks(25.0), shoulder[-5:]
+    # A hold, re-held until the arm settled: the emulated servo decelerates as a real one does, so
+    # torque goes off only once the arm rests on its last goal (not coasting), short of the target.
+    hold = shoulder[-1]
+    assert 2048 < hold < degrees_to_ticks(25.0), shoulder[-5:]
+    assert abs(emulator.snapshot()[1].present_position - hold) <= 3, (emulator.snapshot()[1], shoulder[-5:])
     assert all(last_goals[i] == 2048 for i in (2, 3, 4, 5, 6)), last_goals
     assert harness.component.state == "STOPPING"
+
+
+def test_stop_can_leave_the_arm_holding_when_configured(make_actuator, emulator: ArmEmulator) -> None:
+    harness = make_actuator(torqueOffOnStop=False)
+    harness.publish(chunk([[10.0, 0, 0, 0, 0, 0]] * 300))
+    wait_for(lambda: emulator.goal_positions()[1] > degrees_to_ticks(3.0))
+    finish(harness)
+    assert all(emulator.torque_enabled().values())  # still holding: an arm that must not fall when limp
+    assert abs(emulator.snapshot()[1].present_position - emulator.goal_positions()[1]) <= 3
 
 
 def test_actions_reach_the_arm_in_configured_joint_order(make_actuator, emulator: ArmEmulator) -> None:

@@ -9,11 +9,16 @@ Every read and write of the actuator goes through :class:`Arm`, in joint units
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from vla_edge.components.actuator.link import ServoLink
 from vla_edge.components.actuator.units import JointUnits
 from vla_edge.errors import ServoBusError, ServoFault
+
+
+SETTLED_STEP = 0.2
+"""The arm counts as settled when no joint moved more than this (joint units) between two reads."""
 
 
 class Arm:
@@ -83,3 +88,20 @@ class Arm:
             self.set_torque(False)
         except ServoBusError as exc:
             self.log.error("torque off did not reach every servo: %s. Cut the servo power if the arm is still stiff", exc)
+
+    def settle(self, within_s: float, interval_s: float) -> None:
+        """Hold where the arm is until it stops moving, for at most ``within_s``.
+
+        A servo told to hold decelerates onto its goal rather than stopping dead, so each
+        read re-holds at the new position; torque off before that would let the arm coast.
+        """
+        deadline = time.monotonic() + within_s
+        before = self.read()
+        self.hold(energize=False)
+        while time.monotonic() < deadline:
+            time.sleep(interval_s)
+            now = self.read()
+            if max(abs(a - b) for a, b in zip(now, before, strict=True)) < SETTLED_STEP:
+                return
+            self.hold(energize=False)
+            before = now

@@ -39,7 +39,8 @@ Torque rules
     off. An emergency stop turns torque off at once and latches until a reset
     (``engaged=false``); while latched no goal is ever written. After an e-stop or a
     watchdog torque-off, torque returns only with the next fresh action, which starts
-    from the measured position. On stop: hold, then torque off.
+    from the measured position. On stop (SIGTERM): hold, re-holding until the arm has settled
+    (at most ``stopSettleS``), then torque off unless ``torqueOffOnStop`` is false.
 
 Faults
     No exception leaves the control loop. A transaction without a usable answer (no
@@ -238,6 +239,12 @@ class ActuatorComponent(Component[ActuatorConfig]):
                 self.arm.set_torque(False)
             self.arm.holding = True
         else:
+            if self.intake.hold_requested:  # a model switch that unloads the serving model first
+                self.intake.hold_requested = False
+                self.counters.add("actions_dropped.model_switch", self.schedule.clear())
+                if self.arm.torque is True:
+                    self.arm.read()
+                    self.arm.hold(energize=False)
             due = self.schedule.pop_due(slot, self.config.max_action_lag_s)
             self._ahead_s = due.ahead_s
             self._ahead_s_min = due.ahead_s if self._ahead_s_min is None else min(self._ahead_s_min, due.ahead_s)
@@ -333,9 +340,11 @@ class ActuatorComponent(Component[ActuatorConfig]):
             try:
                 held = self.arm.torque is not False and not self._estop.is_set() and not self.monitor.stopped
                 if held and self.arm.present is not None:
-                    self.arm.read()
-                    self.arm.hold(energize=False)
-                self.arm.set_torque(False)
+                    self.arm.settle(self.config.stop_settle_s, min(self.config.tick_s, 0.02))
+                if self.config.torque_off_on_stop or not held:
+                    self.arm.set_torque(False)
+                else:
+                    self.log.warning("stopped with torque on, holding the arm (torqueOffOnStop is false)")
             except ServoBusError as exc:
                 self.counters.add("bus_errors")
                 self.log.error("could not hold and release the arm on stop: %s", exc)

@@ -79,6 +79,11 @@ class ActuatorConfig(ConfigModel):
     """Watchdog: with no fresh action for this long the arm holds its position."""
     torque_off_after_s: float = Field(default=10.0, gt=0.0, le=3600.0, allow_inf_nan=False)
     """Watchdog: with no fresh action for this long torque is switched off (the arm goes limp)."""
+    stop_settle_s: float = Field(default=0.5, ge=0.0, le=10.0, allow_inf_nan=False)
+    """On stop the arm holds where it is, re-holding until it no longer moves, for at most this long."""
+    torque_off_on_stop: bool = True
+    """Turn torque off once the arm has settled on stop. False keeps the servos holding (an arm
+    that would fall when limp); the servos then hold until they lose power."""
     packet_timeout_ms: float = Field(default=50.0, ge=5.0, le=1000.0, allow_inf_nan=False)
     reconnect_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """After the servo port is lost, the first reopen attempt waits this long; each failed attempt
@@ -90,7 +95,7 @@ class ActuatorConfig(ConfigModel):
     times, but only while the retry still fits in the control tick."""
     fault_stop_after: int = Field(default=3, ge=1, le=1000)
     """Consecutive control ticks that fail (a bus error left after retries, or a servo reporting
-    overheat, overload, overcurrent or input voltage) before goal writes stop and torque goes off.
+    overheat, overload, overcurrent, input voltage or angle sensor) before goal writes stop and torque goes off.
     Torque returns with the next fresh action once the bus answers cleanly again."""
     telemetry_hz: float = Field(default=2.0, ge=0.0, le=100.0, allow_inf_nan=False)
     """How often velocity, load, current, temperature, voltage and the error bits are read (one

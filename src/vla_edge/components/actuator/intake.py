@@ -5,7 +5,11 @@ A chunk is refused when
 * an active model is known (a ModelStatus with state ``active`` naming a model on
   ``vla-edge/model/status``) and the chunk comes from another model (name, version or
   sha256): ``rejected.inactive_model``. Before any such status, chunks are accepted and
-  that the model is not yet confirmed is logged once;
+  that the model is not yet confirmed is logged once. While the model-updater reports
+  ``switching``, chunks from both the serving model and ``next_model`` are accepted, so
+  the plan never runs dry between the last chunk of one and the first of the other; a
+  switch with ``hold`` asks the control loop (``hold_requested``) to drop the queued plan
+  and hold, because the serving model is unloaded before the next one can answer;
 * the active model's status says which ``norm_mode`` it was trained in, and the actuator
   does not move in those units: it is uncalibrated (raw encoder degrees are not LeRobot
   units) or its ``normMode`` differs: ``rejected.norm_mode_mismatch``. A status without
@@ -54,6 +58,13 @@ class ChunkIntake:
         self._clock = clock
         self.active: messages.ModelStatus | None = None
         """The latest ``active`` status that named a model."""
+        self.incoming: messages.ModelRef | None = None
+        """During a switch: the model taking over, whose chunks are accepted beside the active one's."""
+        self._incoming_norm_mode: str | None = None
+        self._hold_switch = False
+        """A hold switch is under way: the serving model's chunks are refused until the next one is active."""
+        self.hold_requested = False
+        """Set by a hold switch; the control loop clears the plan, holds and resets it."""
         self._unconfirmed_logged = False
 
     @property
@@ -62,8 +73,25 @@ class ChunkIntake:
 
     def on_model_status(self, status: messages.ModelStatus) -> None:
         """Remember the active model; chunks from any other model are rejected from now on."""
+        if status.state == "switching" and status.next_model is not None:
+            if status.next_model != self.incoming:
+                self.counters.add("model.switching")
+                self.log.info(
+                    "model switch announced: accepting chunks from %s %s beside the serving model%s",
+                    status.next_model.name, status.next_model.version,
+                    "; holding the arm until it answers" if status.hold else "",
+                )
+            self.incoming = status.next_model
+            self._incoming_norm_mode = status.next_norm_mode
+            if status.hold and not self._hold_switch:
+                self._hold_switch = True
+                self.hold_requested = True
+            return
         if status.state != "active" or status.model is None:
             return
+        self.incoming = None
+        self._incoming_norm_mode = None
+        self._hold_switch = False
         previous = self.active_model
         self.active = status
         if status.model != previous:
@@ -98,8 +126,13 @@ class ChunkIntake:
                     messages.TOPIC_MODEL_STATUS, chunk.model.name, chunk.model.version,
                 )
             return True
-        if chunk.model == active:
+        if chunk.model == self.incoming:
             return True
+        if chunk.model == active:
+            if not self._hold_switch:
+                return True
+            self.counters.add("rejected.hold_switch")  # the arm holds until the next model answers
+            return False
         self.counters.add("rejected.inactive_model")
         self.warnings.warning(
             "inactive_model",
@@ -112,25 +145,31 @@ class ChunkIntake:
     def _in_our_units(self, chunk: messages.ActionChunk) -> bool:
         """A model trained in LeRobot units must drive a calibrated actuator in the same ``normMode``."""
         status = self.active
-        if status is None or status.norm_mode is None or status.model != chunk.model:
+        if self.incoming is not None and chunk.model == self.incoming:
+            trained = self._incoming_norm_mode
+        elif status is not None and status.model == chunk.model:
+            trained = status.norm_mode
+        else:
+            trained = None
+        if trained is None:
             return True
-        if self.calibrated and status.norm_mode == self.norm_mode:
+        if self.calibrated and trained == self.norm_mode:
             return True
         self.counters.add("rejected.norm_mode_mismatch")
         if not self.calibrated:
             fix = (
                 "the actuator has no calibration and moves in raw encoder degrees, which are not LeRobot units: "
-                f"give it this arm's LeRobot calibration (calibration or calibrationFile) and normMode {status.norm_mode}"
+                f"give it this arm's LeRobot calibration (calibration or calibrationFile) and normMode {trained}"
             )
         else:
             fix = (
-                f"the actuator's normMode is {self.norm_mode}: set normMode to {status.norm_mode} "
+                f"the actuator's normMode is {self.norm_mode}: set normMode to {trained} "
                 f"or deploy a model trained in {self.norm_mode}"
             )
         self.warnings.warning(
             "norm_mode_mismatch",
             "rejected action chunk from %s %s: the model was trained with normMode %s, but %s",
-            chunk.model.name, chunk.model.version, status.norm_mode, fix,
+            chunk.model.name, chunk.model.version, trained, fix,
         )
         return False
 
