@@ -312,7 +312,7 @@ class Orchestrator:
         self._set_phase("switching")
         self.log.error("rolling back %s to %s: %s", bad.name, previous.name, verdict.detail)
         self.ctx.publish(bad.status("switching", f"rolling back to {previous.name}: {verdict.detail}",
-                                    next_model=previous.ref))
+                                    next_model=previous.ref, next_norm_mode=previous.norm_mode))
         report = self.ctx.channel.request("activate", previous.ref, config.switch_timeout_s, previous.path or "")
         confirmed = report is not None and report.state == "serving"
         if previous.source == "store":

@@ -192,7 +192,8 @@ class Rollout:
                 where = " beside the serving model" if report.state == "loading" and report.beside else ""
                 self.ctx.publish(status_of(self.current, "switching" if self._hold else "staging",
                                            f"{new.name}: {report.state}{where} in the inference component",
-                                           next_model=new.ref if self._hold else None, hold=self._hold))
+                                           next_model=new.ref if self._hold else None, hold=self._hold,
+                                           next_norm_mode=new.norm_mode if self._hold else None))
 
         report = self.ctx.channel.request(
             "stage", new.ref, self.config.stage_timeout_s, new.path or "", progress,
@@ -218,7 +219,7 @@ class Rollout:
                                  new.name, self.current.name, report.detail)
             self.ctx.publish(status_of(self.current, "switching", f"not enough memory for {self.current.name} and "
                                        f"{new.name} together: the arm holds while {new.name} replaces it",
-                                       next_model=new.ref, hold=True))
+                                       next_model=new.ref, hold=True, next_norm_mode=new.norm_mode))
             report = self._stage_request(new, manifest, allow_unload=True)
         if report.state == "failed":
             raise RolloutFailed(report.reason or "stage_failed", report.detail or "staging failed", new.ref)
@@ -246,7 +247,7 @@ class Rollout:
         self.ctx.set_phase("switching")
         held = f" (the arm holds: {new.name} was loaded in place of the serving model)" if self._hold else ""
         self.ctx.publish(status_of(self.current, "switching", f"switching to {new.name}{held}", next_model=new.ref,
-                                   hold=self._hold))
+                                   hold=self._hold, next_norm_mode=new.norm_mode))
         self._activated = True
         report = self.ctx.channel.request("activate", new.ref, self.config.switch_timeout_s, new.path or "")
         if report is None:
