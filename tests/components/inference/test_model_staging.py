@@ -47,7 +47,7 @@ def test_memory_plan_beside_or_after_unloading(serving: LoadedModel, free: float
 @pytest.mark.parametrize(
     ("free", "allow_unload", "says"),
     [
-        (1000.0, False, "retry with allowUnload"),
+        (1000.0, False, "retry with allow_unload"),
         (500.0, True, "frees only about 300 MB"),
     ],
 )

@@ -194,7 +194,7 @@ def test_too_little_memory_for_two_models_is_refused_without_allow_unload(
     failed = h.report("failed", stage.request_id)
     assert failed.reason == "insufficient_memory"
     assert "needs about 500 MB" in failed.detail and "100 MB is available" in failed.detail
-    assert "hold" in failed.detail and "allowUnload" in failed.detail  # what the updater must do instead
+    assert "hold" in failed.detail and "allow_unload" in failed.detail  # what the updater must do instead
     assert states_of(h, stage.request_id) == ["validating", "failed"]  # refused before any validator ran
     published = len(h.chunks)
     h.drive_until(lambda: len(h.chunks) > published)

@@ -132,7 +132,7 @@ def memory_plan(
         raise ModelRejected(
             "insufficient_memory",
             f"{head}. {serving.describe()} keeps serving. To switch, hold the arm (ModelStatus hold=true) and "
-            "retry with allowUnload: the serving model is then unloaded before this one loads.",
+            "retry with allow_unload: the serving model is then unloaded before this one loads.",
         )
     if need + margin > free + serving.memory_mb:
         raise ModelRejected(

@@ -346,7 +346,7 @@ class ModelSwitcher:
             with self._lock:
                 previous, self._serving = self._serving, None
             if previous is not None:
-                self.log.warning("unloading the serving model %s to make room for %s (allowUnload: the arm holds)",
+                self.log.warning("unloading the serving model %s to make room for %s (allow_unload: the arm holds)",
                                  previous.describe(), describe(ref))
                 unloaded, device = (previous.ref, previous.path, previous.memory_mb), previous.policy.device
                 del previous  # the last reference: its memory is returned below
