@@ -43,6 +43,7 @@ from vla_edge.components.actuator.component import ActuatorComponent
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.units import degrees_to_ticks
 from vla_edge.components.base import load_config
+from vla_edge.errors import ServoBusError
 from vla_edge.motors.base import ServoBusConfig
 from vla_edge.motors.feetech.bus import FeetechBus
 from vla_edge.motors.feetech.emulator import ArmEmulator
@@ -240,14 +241,20 @@ def run_baseline(hz: float, seconds: float, estops: int) -> dict[str, Any]:
             bus.set_torque(True)
             ends: list[float] = []
             pairs: list[float] = []
+            bus_errors = 0  # a bare loop does not retry: a lost status packet is a failed tick
             deadline = time.monotonic()
             finish = time.perf_counter() + seconds
             while time.perf_counter() < finish:
                 deadline += period
                 goals = wave(time.time(), len(ids))
                 started = time.perf_counter()
-                bus.sync_write_goals({i: degrees_to_ticks(g) for i, g in zip(ids, goals, strict=True)})
-                bus.sync_read_positions()
+                try:
+                    bus.sync_write_goals({i: degrees_to_ticks(g) for i, g in zip(ids, goals, strict=True)})
+                    bus.sync_read_positions()
+                except ServoBusError:
+                    bus_errors += 1
+                    if not bus.is_connected:
+                        bus.connect()
                 ended = time.perf_counter()
                 pairs.append(ended - started)
                 ends.append(ended)
@@ -266,6 +273,7 @@ def run_baseline(hz: float, seconds: float, estops: int) -> dict[str, Any]:
         **tick_figures(ends, seconds, period),
         "servo_io_ms": summary_ms(pairs),
         "set_torque_off_ms": summary_ms(latencies),
+        "bus_errors": bus_errors,
     }
 
 
@@ -303,6 +311,8 @@ def render(results: dict[str, Any]) -> str:
         c = rate["component"]
         if c["estop_failures"] or any(k.startswith(("bus_errors", "tick_overruns", "actions_dropped")) for k in c["counters"]):
             lines.append(f"{rate['hz']:.0f} Hz component counters: {c['counters']}; e-stop failures {c['estop_failures']}")
+        if rate["baseline"]["bus_errors"]:
+            lines.append(f"{rate['hz']:.0f} Hz baseline: {rate['baseline']['bus_errors']} ticks lost a transaction (no retries)")
     return "\n".join(lines)
 
 
