@@ -3,12 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.model_dirs import published_model
 from support.so101_calibration import SO101_CALIBRATION, calibration, write_calibration
 
+from vla_edge.bus.semantics import deep_merge
 from vla_edge.cli import main
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.units import JointUnits
 from vla_edge.components.base import load_config
+from vla_edge.components.model_updater.component import ModelUpdaterComponent
+from vla_edge.components.model_updater.config import ModelUpdaterConfig
 from vla_edge.core.server import LocalCore
 from vla_edge.errors import ConfigurationError
 from vla_edge.up import (
@@ -38,7 +42,8 @@ def test_overrides_point_components_at_the_given_devices_and_policy(tmp_path: Pa
         "policyPath": str(tmp_path / "policy"),
         "task": "stack the blocks",
     }
-    assert overrides["com.vlaedge.ModelUpdater"] == {"modelPath": str(tmp_path / "policy")}
+    # no manifest in the directory: the updater adopts what the inference component serves
+    assert overrides["com.vlaedge.ModelUpdater"] == {"model": {"source": "image"}}
 
 
 def test_defaults_override_only_the_serial_port_and_frame_dir() -> None:
@@ -47,6 +52,44 @@ def test_defaults_override_only_the_serial_port_and_frame_dir() -> None:
         "com.vlaedge.Camera": {"frameDir": "/dev/shm/x"},
         "com.vlaedge.Inference": {"frameDir": "/dev/shm/x"},
     }
+
+
+# --- the model store and the model both components start with -------------------------------------
+
+
+def test_updater_gets_the_run_store_and_a_published_policy_as_its_model(tmp_path: Path) -> None:
+    published_model(tmp_path / "v1", name="pick", version="1")
+    overrides = build_overrides(UpOptions(policy=str(tmp_path / "v1")), "/dev/pts/9", tmp_path / "frames",
+                                tmp_path / "run" / "store")
+    assert overrides["com.vlaedge.ModelUpdater"] == {
+        "storeDir": str(tmp_path / "run" / "store"),
+        "model": {"source": "local", "path": str(tmp_path / "v1")},
+    }
+    assert overrides["com.vlaedge.Inference"]["policyPath"] == str(tmp_path / "v1")
+
+
+def test_a_model_named_in_the_config_file_replaces_the_policy_flags(tmp_path: Path) -> None:
+    """``--config`` giving the updater ``modelPath`` must not leave it with two models (a rejected configuration)."""
+    published_model(tmp_path / "v1", version="1")
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(f"com.vlaedge.ModelUpdater:\n  modelPath: {tmp_path / 'other'}\n  probationS: 5\n")
+    overrides = build_overrides(UpOptions(policy=str(tmp_path / "v1"), config=extra), "/dev/null", tmp_path)
+    assert overrides["com.vlaedge.ModelUpdater"] == {"modelPath": str(tmp_path / "other"), "probationS": 5}
+
+
+def test_the_core_serves_an_updater_configuration_a_model_deployment_can_change(tmp_path: Path) -> None:
+    """What the updater starts with validates, and MERGEing a new ``model`` (vla-edge core deploy) is accepted."""
+    published_model(tmp_path / "v1", version="1")
+    overrides = build_overrides(UpOptions(policy=str(tmp_path / "v1")), "/dev/pts/9", tmp_path / "frames",
+                                tmp_path / "run" / "store")
+    recipes = [ROOT / "components" / c.recipe_dir / "recipe.yaml" for c in COMPONENTS]
+    with LocalCore(tmp_path / "run", recipes, overrides) as core:
+        served = core.configuration("com.vlaedge.ModelUpdater")
+    config = load_config(ModelUpdaterConfig, served)
+    assert config.store_root() == tmp_path / "run" / "store"
+    assert config.desired().source == "local" and config.desired().path == str(tmp_path / "v1")
+    deployed = deep_merge(served, {"model": {"source": "local", "path": str(tmp_path / "v2")}})
+    assert ModelUpdaterComponent.validate_configuration(deployed) is None
 
 
 def test_camera_flag_picks_the_source_type(tmp_path: Path) -> None:
@@ -76,6 +119,7 @@ def test_cli_help_and_missing_command(capsys: pytest.CaptureFixture[str]) -> Non
     assert info.value.code == 0
     help_text = capsys.readouterr().out
     assert "--duration" in help_text and "--calibration" in help_text
+    assert "vla-edge model manifest" in help_text and "--update-config" in help_text
     assert main([]) == 2
 
 

@@ -40,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
     up.add_argument("--camera", metavar="SOURCE", help="camera source: a device index (0), /dev/videoN, a video file or a stream URL")
     up.add_argument("--serial-port", metavar="DEV", help="the arm's serial port (default: start the arm emulator)")
-    up.add_argument("--policy", metavar="DIR", help="a LeRobot pretrained policy directory (default: untrained demo ACT)")
+    up.add_argument(
+        "--policy", metavar="DIR",
+        help="a LeRobot pretrained policy directory to start with (default: untrained demo ACT). With its "
+        "vla_edge_manifest.json (vla-edge model manifest DIR --version V) the model-updater verifies it into the "
+        "run's model store (RUN_DIR/store) and records it active; later models go out with vla-edge core deploy "
+        "--run-dir RUN_DIR --update-config '{\"com.vlaedge.ModelUpdater\": {\"MERGE\": {\"model\": {\"source\": "
+        "\"local\", \"path\": \"/abs/dir\"}}}}'",
+    )  # fmt: skip
     up.add_argument("--config", type=Path, metavar="FILE", help="YAML/JSON mapping component name to configuration overrides")
     up.add_argument("--run-dir", type=Path, metavar="DIR", help="where the socket, tokens and logs go (default: a new temp dir)")
     up.add_argument("--recipes", type=Path, metavar="DIR", help="folder of component recipes (default: ./components)")

@@ -10,6 +10,18 @@ Order of events:
    moment every component reports RUNNING;
 5. stop in reverse order (components get SIGTERM: the arm holds, then torque goes off).
 
+Models: the inference component and the model-updater share one model store, ``store/`` in the
+run directory (the updater's ``storeDir``; the inference component has no store key: it reads
+models at the paths the updater's commands name, which on one machine need no mount). A store
+per run directory keeps runs apart, and a run that reuses ``--run-dir`` finds its store as a
+device finds its own after a reboot. ``--policy DIR`` is the model both start with: the
+inference component loads it, and the updater's ``model`` names it: ``{source: local, path:
+DIR}`` when DIR carries a ``vla_edge_manifest.json`` (``vla-edge model manifest DIR --version V``),
+so the updater verifies it into the store and records it active; ``{source: image}`` otherwise
+(adopted as served, as a model baked into the inference image is). The ``model`` key rather than
+the older ``modelPath`` so that a later ``vla-edge core deploy --update-config`` which MERGEs a
+new ``model`` is accepted (an updater given both keys rejects the configuration).
+
 ``--calibration FILE`` (a LeRobot calibration JSON) starts the actuator with that calibration
 inline in its ``calibration`` key, as a deployment made with ``vla-edge arm calibration import``
 would, after checking it against the actuator's joints. It is an override rather than an update
@@ -42,6 +54,9 @@ log = logging.getLogger(__name__)
 
 MONITOR_IDENTITY = "vla-edge.Monitor"
 ACTUATOR = "com.vlaedge.Actuator"
+UPDATER = "com.vlaedge.ModelUpdater"
+MODEL_KEYS = ("model", "modelPath")
+STORE_DIRNAME = "store"
 CALIBRATION_KEYS = ("calibration", "calibrationFile")
 
 
@@ -109,19 +124,26 @@ def camera_source(value: str) -> dict[str, Any]:
     return {"source": "file", "path": str(Path(value).resolve())}
 
 
-def build_overrides(options: UpOptions, serial_port: str, frame_dir: Path) -> dict[str, dict[str, Any]]:
-    """Local configuration layered over the recipes' DefaultConfiguration."""
+def build_overrides(
+    options: UpOptions, serial_port: str, frame_dir: Path, store_dir: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Local configuration layered over the recipes' DefaultConfiguration.
+
+    ``store_dir``: the model-updater's store (see the module docstring); None leaves its default.
+    """
     overrides: dict[str, dict[str, Any]] = {
         "com.vlaedge.Actuator": {"serialPort": serial_port},
         "com.vlaedge.Camera": {"frameDir": str(frame_dir)},
         "com.vlaedge.Inference": {"frameDir": str(frame_dir)},
     }
+    if store_dir is not None:
+        overrides[UPDATER] = {"storeDir": str(store_dir)}
     if options.camera is not None:
         overrides["com.vlaedge.Camera"]["cameras"] = [{"name": "front", **camera_source(options.camera)}]
     if options.policy is not None:
-        path = str(Path(options.policy).expanduser().resolve())
-        overrides["com.vlaedge.Inference"]["policyPath"] = path
-        overrides["com.vlaedge.ModelUpdater"] = {"modelPath": path}
+        path = Path(options.policy).expanduser().resolve()
+        overrides["com.vlaedge.Inference"]["policyPath"] = str(path)
+        overrides.setdefault(UPDATER, {})["model"] = starting_model(path)
     if options.config is not None:
         try:
             extra = yaml.safe_load(options.config.read_text()) or {}
@@ -130,7 +152,11 @@ def build_overrides(options: UpOptions, serial_port: str, frame_dir: Path) -> di
         if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
             raise ConfigurationError(f"--config {options.config} must map component names to configuration objects")
         for component, values in extra.items():
-            overrides.setdefault(component, {}).update(values)
+            ours = overrides.setdefault(component, {})
+            if component == UPDATER and any(key in values for key in MODEL_KEYS):
+                for key in MODEL_KEYS:  # the file names the model: ours must not make it two
+                    ours.pop(key, None)
+            ours.update(values)
     if options.calibration is not None:
         actuator = overrides.setdefault(ACTUATOR, {})
         given = [key for key in CALIBRATION_KEYS if actuator.get(key)]
@@ -142,6 +168,15 @@ def build_overrides(options: UpOptions, serial_port: str, frame_dir: Path) -> di
         actuator["calibration"] = calibration_override(options.calibration, actuator)
         actuator["calibrationFile"] = ""
     return overrides
+
+
+def starting_model(path: Path) -> dict[str, str]:
+    """The updater's ``model`` for ``--policy DIR``: verified from DIR when it has a manifest, else adopted."""
+    from vla_edge.models import MANIFEST_FILE
+
+    if (path / MANIFEST_FILE).is_file():
+        return {"source": "local", "path": str(path)}
+    return {"source": "image"}
 
 
 def calibration_override(path: Path, actuator: Mapping[str, Any]) -> dict[str, dict[str, int]]:
@@ -225,7 +260,8 @@ def run_up(options: UpOptions) -> int:
             emulator = _Emulator()
         serial_port = options.serial_port or emulator.device_path  # type: ignore[union-attr]
         overrides_path = run_dir / "overrides.json"
-        overrides_path.write_text(json.dumps(build_overrides(options, serial_port, frame_dir), indent=2))
+        overrides = build_overrides(options, serial_port, frame_dir, run_dir / STORE_DIRNAME)
+        overrides_path.write_text(json.dumps(overrides, indent=2))
         argv = [sys.executable, "-m", "vla_edge.core", "serve", "--run-dir", str(run_dir), "--overrides", str(overrides_path)]
         for component in COMPONENTS:
             argv += ["--recipe", str(recipes / component.recipe_dir / "recipe.yaml")]
