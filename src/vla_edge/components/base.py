@@ -25,7 +25,13 @@ from pydantic.alias_generators import to_camel
 
 from vla_edge import messages
 from vla_edge.bus.base import Bus, Payload, Subscription
-from vla_edge.errors import ConfigurationError, MessageError, UnexpectedTopic, VlaEdgeError
+from vla_edge.errors import (
+    BusError,
+    ConfigurationError,
+    MessageError,
+    UnexpectedTopic,
+    VlaEdgeError,
+)
 
 M = TypeVar("M", bound=messages.Message)
 C = TypeVar("C", bound=BaseModel)
@@ -156,8 +162,32 @@ class Component(abc.ABC, Generic[C]):
             )
         )
 
+    def changed_config(self) -> C | None:
+        """The component's configuration as the core has it now, when valid and different.
+
+        For components that apply updates live: an invalid one (which deploy-time validation
+        should have refused) is logged and counted (``config_rejected``) and ``None`` returned,
+        so the running configuration stays.
+        """
+        try:
+            new = load_config(type(self.config), self.bus.get_configuration())
+        except (ConfigurationError, BusError) as exc:
+            self.counters.add("config_rejected")
+            self.log.error("configuration update not applied, keeping the running one: %s", exc)
+            return None
+        return None if new == self.config else new
+
     def close(self) -> None:
         self.router.close()
+
+
+def configuration_problem(config_type: type[BaseModel], proposed: Any) -> str | None:
+    """Deploy-time check of a proposed configuration: ``None`` accepts, a string is why not."""
+    try:
+        load_config(config_type, proposed)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
 
 
 def load_config(config_type: type[C], raw: Any) -> C:

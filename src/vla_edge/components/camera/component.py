@@ -23,10 +23,10 @@ from typing import Any
 from vla_edge import messages
 from vla_edge.bus.base import Bus
 from vla_edge.cameras.base import CameraConfig
-from vla_edge.components.base import Component, load_config
+from vla_edge.components.base import Component, configuration_problem
 from vla_edge.components.camera.config import CameraComponentConfig
 from vla_edge.components.camera.worker import CameraWorker
-from vla_edge.errors import AccessDenied, BusError, ConfigurationError
+from vla_edge.errors import AccessDenied, BusError
 
 JPEG_QUALITY = 85
 
@@ -59,21 +59,12 @@ class CameraComponent(Component[CameraComponentConfig]):
     @staticmethod
     def validate_configuration(proposed: dict[str, Any]) -> str | None:
         """Deployment-time check: ``None`` accepts, a string is the reason for rejecting."""
-        try:
-            load_config(CameraComponentConfig, proposed)
-        except ConfigurationError as exc:
-            return str(exc)
-        return None
+        return configuration_problem(CameraComponentConfig, proposed)
 
     def _apply_configuration_change(self) -> None:
         self._config_changed.clear()
-        try:
-            new = load_config(CameraComponentConfig, self.bus.get_configuration())
-        except (ConfigurationError, BusError) as exc:
-            self.counters.add("config_rejected")
-            self.log.error("configuration update not applied, keeping the running one: %s", exc)
-            return
-        if new == self.config:
+        new = self.changed_config()
+        if new is None:
             return
         shared_changed = new.model_copy(update={"cameras": []}) != self.config.model_copy(update={"cameras": []})
         self.config = new

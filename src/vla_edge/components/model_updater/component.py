@@ -26,14 +26,13 @@ from typing import Any
 
 from vla_edge import messages
 from vla_edge.bus.base import Bus
-from vla_edge.components.base import Component, load_config
+from vla_edge.components.base import Component, configuration_problem
 from vla_edge.components.model_updater.channel import InferenceChannel
 from vla_edge.components.model_updater.config import ModelUpdaterConfig
 from vla_edge.components.model_updater.deferral import ArmActivity, UpdateDeferral
 from vla_edge.components.model_updater.orchestrator import Orchestrator
 from vla_edge.components.model_updater.reporting import StatusReporter
 from vla_edge.components.model_updater.sources import ModelSources
-from vla_edge.errors import BusError, ConfigurationError
 from vla_edge.updater.store import ModelStore
 
 LOOP_S = 0.1
@@ -86,21 +85,12 @@ class ModelUpdaterComponent(Component[ModelUpdaterConfig]):
     @staticmethod
     def validate_configuration(proposed: dict[str, Any]) -> str | None:
         """Deployment-time check: ``None`` accepts, a string is the reason for rejecting."""
-        try:
-            load_config(ModelUpdaterConfig, proposed)
-        except ConfigurationError as exc:
-            return str(exc)
-        return None
+        return configuration_problem(ModelUpdaterConfig, proposed)
 
     def _apply_configuration_change(self) -> None:
         self._config_changed.clear()
-        try:
-            new = load_config(ModelUpdaterConfig, self.bus.get_configuration())
-        except (ConfigurationError, BusError) as exc:
-            self.counters.add("config_rejected")
-            self.log.error("configuration update not applied, keeping the running one: %s", exc)
-            return
-        if new == self.config:
+        new = self.changed_config()
+        if new is None:
             return
         if new.store_root() != self.config.store_root():
             self.log.warning("storeDir changes to %s after a restart; the store in %s stays in use until then",
