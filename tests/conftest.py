@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.policy import demo_cache_dir, demo_policy_path, loaded_demo_policy, loaded_policy, policy_path
+from support.policy import (
+    demo_cache_dir,
+    demo_policy_path,
+    loaded_demo_policy,
+    loaded_policy,
+    policy_path,
+)
+from support.s3 import CuttingProxy, MotoS3
 
 from vla_edge.bus.memory import InMemoryBroker
 
@@ -70,3 +78,25 @@ def act_policy(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def diffusion_policy(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return loaded_policy(tmp_path_factory, "diffusion")
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """moto's S3 server on loopback (real HTTP), started once when a test first asks for it."""
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto_s3: MotoS3) -> Iterator[str]:
+    yield moto_s3.new_bucket()
+    moto_s3.reset()
+
+
+@pytest.fixture
+def proxy(moto_s3: MotoS3) -> Iterator[CuttingProxy]:
+    """A TCP proxy in front of moto that can cut connections mid-body."""
+    server = CuttingProxy(moto_s3.address)
+    yield server
+    server.stop()

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.model_dirs import published_model
-from support.s3 import CuttingProxy, MotoS3
 
 from vla_edge.updater.manifest import ModelManifest
-
-
-@pytest.fixture(scope="session")
-def moto_s3() -> Iterator[MotoS3]:
-    server = MotoS3()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto_s3: MotoS3) -> Iterator[str]:
-    yield moto_s3.new_bucket()
-    moto_s3.reset()
-
-
-@pytest.fixture
-def proxy(moto_s3: MotoS3) -> Iterator[CuttingProxy]:
-    server = CuttingProxy(moto_s3.address)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,6 @@ from vla_edge.updater.store import ModelStore
 from .conftest import Published
 
 PREFIX = "models/pick/2"
-
-
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[MotoS3]:
-    server = MotoS3()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto_s3: MotoS3) -> Iterator[str]:
-    yield moto_s3.new_bucket()
-    moto_s3.reset()
 
 
 @pytest.fixture
