@@ -16,7 +16,6 @@ from vla_edge.components.actuator.link import ServoLink
 from vla_edge.components.actuator.units import JointUnits
 from vla_edge.errors import ServoBusError, ServoFault
 
-
 SETTLED_STEP = 0.2
 """The arm counts as settled when no joint moved more than this (joint units) between two reads."""
 

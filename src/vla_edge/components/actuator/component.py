@@ -64,7 +64,6 @@ Faults
 
 from __future__ import annotations
 
-import collections
 import math
 import threading
 import time
@@ -76,18 +75,20 @@ from vla_edge.components.actuator.arm import Arm
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.intake import ChunkIntake
 from vla_edge.components.actuator.link import ServoLink, make_servo_bus
+from vla_edge.components.actuator.loopstats import LoopStats
 from vla_edge.components.actuator.monitor import FaultMonitor, Verdict
 from vla_edge.components.actuator.ratelimit import RateLimitedLog
 from vla_edge.components.actuator.safety import UnsafeAction, clamp_goal
-from vla_edge.components.actuator.schedule import ActionSchedule, ScheduledAction
+from vla_edge.components.actuator.schedule import (
+    ActionSchedule,
+    ScheduledAction,
+    between,
+)
 from vla_edge.components.actuator.telemetry import TelemetrySampler
 from vla_edge.components.actuator.units import JointUnits
 from vla_edge.components.base import Component
 from vla_edge.errors import BusError, ServoBusError, ServoFault
 from vla_edge.motors.base import ServoBus
-
-STARVED_WINDOW_S = 1.0
-"""A tick without a plan counts as starved only this soon after the last executed action."""
 
 
 def next_tick_time(now: float, period: float, phase: float) -> float:
@@ -127,15 +128,8 @@ class ActuatorComponent(Component[ActuatorConfig]):
         # Control-thread state.
         self._resync = False
         self._last_action = time.monotonic()
-        self._actions_applied = 0
-        self._latency_ms: float | None = None
-        self._tick_starts: collections.deque[float] = collections.deque(maxlen=256)
-        self._tick_ms = 0.0
-        self._tick_ms_max = 0.0
-        self._last_applied: float | None = None
-        self._starving = False
-        self._ahead_s = 0.0
-        self._ahead_s_min: float | None = None
+        self.stats = LoopStats(self.counters, self.log)
+        self._last_executed: ScheduledAction | None = None
 
     # --- inbound messages (transport thread) ----------------------------------------------
 
@@ -189,7 +183,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def _tick(self, slot: float | None = None) -> None:
         """One control tick; ``slot`` is the wall-clock time it was planned for (its action's time)."""
         started = time.monotonic()
-        self._tick_starts.append(started)
+        self.stats.tick_started(started)
         if not self.link.is_connected and not self.link.open_due(started):
             return
         wall = time.time()
@@ -210,8 +204,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
             self._judge(self.monitor.failed(str(exc), toward_stop=self.link.is_connected))
         else:
             self._judge(self.monitor.checked())
-        self._tick_ms = (time.monotonic() - started) * 1000.0
-        self._tick_ms_max = max(self._tick_ms_max, self._tick_ms)
+        self.stats.tick_ended(started)
 
     def _connect(self, now: float) -> None:
         self.link.open(now)
@@ -233,6 +226,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         applied: ScheduledAction | None = None
         if self._estop.is_set() or self.monitor.stopped:
             dropped = self.schedule.clear()
+            self._last_executed = None
             if dropped:
                 self.counters.add("actions_dropped.estop" if self._estop.is_set() else "actions_dropped.fault_stop", dropped)
             if self._estop.is_set() and self.arm.torque is not False:
@@ -242,23 +236,25 @@ class ActuatorComponent(Component[ActuatorConfig]):
             if self.intake.hold_requested:  # a model switch that unloads the serving model first
                 self.intake.hold_requested = False
                 self.counters.add("actions_dropped.model_switch", self.schedule.clear())
+                self._last_executed = None
                 if self.arm.torque is True:
                     self.arm.read()
                     self.arm.hold(energize=False)
             due = self.schedule.pop_due(slot, self.config.max_action_lag_s)
-            self._ahead_s = due.ahead_s
-            self._ahead_s_min = due.ahead_s if self._ahead_s_min is None else min(self._ahead_s_min, due.ahead_s)
+            self.stats.plan_ahead(due.ahead_s)
             if due.stale:
                 self.counters.add("actions_dropped.stale", due.stale)
             if due.skipped:
                 self.counters.add("actions_dropped.superseded", due.skipped)
-            if due.action is None:
-                self._check_starved(now, due.ahead_s)
+            action = due.action if due.action is not None else self._between(slot)
+            if action is None:
+                self.stats.check_starved(now, due.ahead_s, self.arm.torque is True)
                 self._watchdog()
             else:
-                self._starving = False
-                done, latency_ms = self._apply(due.action, now)
-                applied = due.action if done else None
+                done, latency_ms = self._apply(action, now)
+                applied = action if done else None
+                if done and due.action is not None:
+                    self._last_executed = due.action
         self.arm.read()
         self._resync = False
         self._publish_state(latency_ms, applied)
@@ -266,19 +262,13 @@ class ActuatorComponent(Component[ActuatorConfig]):
             self.telemetry.update(self.link.read_telemetry(), now)  # after the state: it must not delay it
         self.monitor.note(self.telemetry.faults)  # the latest reading's, until the next one
 
-    def _check_starved(self, now: float, ahead_s: float) -> None:
-        """Count a tick where the plan ran dry while the arm was being driven.
-
-        A tick with no action while later actions are queued is normal when ``controlHz`` is
-        faster than the policy's action rate (the goal simply stays), so it does not count.
-        """
-        recent = self._last_applied is not None and now - self._last_applied <= STARVED_WINDOW_S
-        if not (self.arm.torque is True and ahead_s <= 0.0 and recent):
-            return
-        self.counters.add("starved_ticks")
-        if not self._starving:
-            self._starving = True
-            self.log.info("action queue ran dry: no action due and none planned (chunks arrive too late?)")
+    def _between(self, slot: float) -> ScheduledAction | None:
+        """With ``interpolate``: for a tick between two planned actions, the straight line between
+        them (controlHz above the policy's action rate moves smoothly instead of in steps)."""
+        previous = self._last_executed
+        if not self.config.interpolate or previous is None or self.arm.torque is not True:
+            return None
+        return between(previous, self.schedule.peek(), slot)
 
     def _apply(self, action: ScheduledAction, now: float) -> tuple[bool, float | None]:
         """Write one action; returns (written?, latency of its chunk if this is the chunk's first write)."""
@@ -295,9 +285,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
         self.arm.write(clamped.goals)
         written = time.time()
         self._last_action = now
-        self._last_applied = now
-        self._actions_applied += 1
-        self.counters.add("actions_applied")
+        self.stats.applied(now)
         if clamped.any_limited:
             self.counters.add("safety.clamped_limit")
         if clamped.any_stepped:
@@ -305,8 +293,8 @@ class ActuatorComponent(Component[ActuatorConfig]):
         if action.chunk.applied:
             return True, None
         action.chunk.applied = True
-        self._latency_ms = (written - action.chunk.t_observation) * 1000.0
-        return True, self._latency_ms
+        self.stats.latency_ms = (written - action.chunk.t_observation) * 1000.0
+        return True, self.stats.latency_ms
 
     def _watchdog(self) -> None:
         idle = self._idle()
@@ -326,6 +314,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
     def _judge(self, verdict: Verdict) -> None:
         """Act on a tick's verdict: stop (plan dropped, torque off) or recover (make sure it is off)."""
         if verdict.stop:
+            self._last_executed = None
             dropped = self.schedule.clear()
             if dropped:
                 self.counters.add("actions_dropped.fault_stop", dropped)
@@ -365,7 +354,7 @@ class ActuatorComponent(Component[ActuatorConfig]):
             goals=self.arm.goal,
             holding=self.arm.holding,
             torque_enabled=self.arm.torque is True,
-            actions_applied=self._actions_applied,
+            actions_applied=self.stats.actions_applied,
             latency_ms=latency_ms,
             chunk_id=applied.chunk.chunk_id if applied is not None else None,
             action_index=applied.index if applied is not None else None,
@@ -384,23 +373,13 @@ class ActuatorComponent(Component[ActuatorConfig]):
             self.log.warning("health not published: %s", exc)
 
     def metrics(self) -> dict[str, float | None]:
-        starts = list(self._tick_starts)
-        span = starts[-1] - starts[0] if len(starts) > 1 else 0.0
-        figures: dict[str, float | None] = {
-            "ticks_per_s": (len(starts) - 1) / span if span > 0 else None,
-            "tick_ms": self._tick_ms,
-            "tick_ms_max": self._tick_ms_max,
+        return {
+            **self.stats.metrics(),
             "queued_actions": float(len(self.schedule)),
-            "latency_ms": self._latency_ms,
             "holding": float(self.arm.holding),
             "torque_enabled": None if self.arm.torque is None else float(self.arm.torque),
             "estop": float(self._estop.is_set()),
             "idle_s": self._idle(),
-            "queue_ahead_s": self._ahead_s,
-            "queue_ahead_s_min": self._ahead_s_min,
             **self.monitor.metrics(),
             **self.telemetry.metrics(time.monotonic()),
         }
-        self._tick_ms_max = 0.0
-        self._ahead_s_min = None
-        return figures

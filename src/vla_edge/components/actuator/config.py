@@ -21,7 +21,11 @@ from typing import Literal
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from vla_edge.components.actuator.calibration import MotorCalibration, load_calibration, parse_calibration
+from vla_edge.components.actuator.calibration import (
+    MotorCalibration,
+    load_calibration,
+    parse_calibration,
+)
 from vla_edge.components.actuator.merge import MergeName
 from vla_edge.components.base import ConfigModel
 from vla_edge.errors import ConfigurationError
@@ -100,6 +104,9 @@ class ActuatorConfig(ConfigModel):
     telemetry_hz: float = Field(default=2.0, ge=0.0, le=100.0, allow_inf_nan=False)
     """How often velocity, load, current, temperature, voltage and the error bits are read (one
     extra sync read over the present-state registers); 0 turns it off. At most ``controlHz``."""
+    interpolate: bool = False
+    """With ``controlHz`` above the policy's action rate, ticks between two planned actions move
+    the goal along the straight line between them instead of keeping the last one (steps)."""
     chunk_merge: MergeName = "latest"
     """How a new chunk combines with queued ones where they overlap: ``latest`` (the new chunk
     replaces the old actions for the times it covers), ``average`` (weighted average, newest

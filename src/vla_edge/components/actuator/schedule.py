@@ -238,6 +238,11 @@ class ActionSchedule:
             return Due(None, stale, 0, ahead)
         return Due(due[-1], stale, len(due) - 1, ahead)
 
+    def peek(self) -> ScheduledAction | None:
+        """The next queued action, left in the queue."""
+        with self._lock:
+            return self._actions[0] if self._actions else None
+
     def ahead_s(self, now: float) -> float:
         """Seconds of planned actions after ``now`` (0 when nothing is planned)."""
         with self._lock:
@@ -255,3 +260,25 @@ class ActionSchedule:
     def __len__(self) -> int:
         with self._lock:
             return len(self._actions)
+
+
+MAX_INTERPOLATION_GAP_S = 0.25
+"""Two actions further apart than this are a hole in the plan, not a slower action rate: no line."""
+
+
+def between(previous: ScheduledAction, following: ScheduledAction | None, t: float) -> ScheduledAction | None:
+    """The action at ``t`` on the straight line from ``previous`` to ``following`` (pure).
+
+    ``None`` unless ``t`` lies strictly between them and they are at most
+    :data:`MAX_INTERPOLATION_GAP_S` apart. The result belongs to ``following``'s chunk (its
+    index too), so latency and chunk bookkeeping stay with the action being approached; its
+    values lie between the two actions', so the safety clamps see nothing new.
+    """
+    if following is None or not previous.t < t < following.t:
+        return None
+    gap = following.t - previous.t
+    if gap > MAX_INTERPOLATION_GAP_S:
+        return None
+    w = (t - previous.t) / gap
+    values = tuple(a + (b - a) * w for a, b in zip(previous.values, following.values, strict=True))
+    return ScheduledAction(t, values, following.chunk, following.index)
