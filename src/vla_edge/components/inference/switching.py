@@ -44,13 +44,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vla_edge import messages
 from vla_edge.components.base import Counters
 from vla_edge.components.inference.config import InferenceConfig
+from vla_edge.components.inference.model_reports import (
+    MAX_DETAIL,
+    Activation,
+    ModelReporter,
+)
 from vla_edge.components.inference.staging import (
     MEMORY_MARGIN_MB,
     LoadedModel,
@@ -70,18 +73,7 @@ from vla_edge.policies.validate import (
     validate_in_subprocess,
 )
 
-MAX_DETAIL = 4000
-
-
-@dataclass(eq=False)
-class Activation:
-    """A switch to ``model``: requested on ``activate``, made by the loop, done at its first chunk."""
-
-    model: LoadedModel
-    request_id: str | None
-    received: float
-    """``time.perf_counter()`` when the activate command arrived."""
-    previous: LoadedModel | None = None
+__all__ = ["MAX_DETAIL", "Activation", "ModelSwitcher"]
 
 
 class ModelSwitcher:
@@ -114,7 +106,7 @@ class ModelSwitcher:
         self.validation_timeout_s = validation_timeout_s
         self.memory_margin_mb = memory_margin_mb
         self.log = logging.getLogger("vla_edge.inference.models")
-        self._publish = publish
+        self.reports = ModelReporter(publish, self.log)
         self._task = task
         self._lock = threading.Lock()
         self._serving: LoadedModel | None = serving
@@ -149,9 +141,7 @@ class ModelSwitcher:
                     superseded, self._active = self._active, activation
             serving, active = self._serving, self._active
         if superseded is not None:  # a second activate came before the first one's chunk
-            self._report(superseded.model.ref, "failed", superseded.request_id, reason="superseded",
-                         detail=f"{active.model.describe() if active else 'another model'} was activated before "
-                         "this model published its first chunk")
+            self.reports.superseded(superseded.model.ref, superseded.request_id, active.model if active else None)
         return serving, active
 
     def first_chunk(self, activation: Activation, chunk: messages.ActionChunk) -> None:
@@ -165,10 +155,7 @@ class ModelSwitcher:
             self._last_switch = {"validation_ms": model.validation_ms, "load_ms": model.load_ms,
                                  "first_chunk_ms": round(elapsed, 3)}
         self.counters.add("model_switches")
-        kept = f"; {previous.describe()} stays loaded for rollback until discarded" if previous else ""
-        self._report(model.ref, "serving", activation.request_id, first_chunk_id=chunk.chunk_id, beside=model.beside,
-                     path=str(model.path), load_ms=model.load_ms, smoke_ms_p50=model.smoke_ms_p50,
-                     memory_mb=model.memory_mb, detail=f"first chunk {elapsed:.1f} ms after activate{kept}")
+        self.reports.serving(model, previous, activation.request_id, chunk.chunk_id, elapsed)
 
     def first_chunk_failed(self, activation: Activation, exc: Exception) -> bool:
         """The new model's first inference failed: the previous model serves again. False when there is none."""
@@ -180,10 +167,7 @@ class ModelSwitcher:
             if restored:
                 self._serving, self._other = previous, model
         self.counters.add("activation_failures")
-        detail = f"the first inference of {model.describe()} failed: {type(exc).__name__}: {exc}. "
-        detail += (f"{previous.describe()} serves again; {model.describe()} stays loaded (discard it)."
-                   if restored and previous is not None else "No other model is loaded: it keeps being retried.")
-        self._report(model.ref, "failed", activation.request_id, reason="inference_failed", detail=detail)
+        self.reports.first_chunk_failed(model, previous if restored else None, activation.request_id, exc)
         return restored
 
     # --- commands (transport thread) ----------------------------------------------------------
@@ -222,7 +206,7 @@ class ModelSwitcher:
                                                 name="model-stage", daemon=True)
         if answer is not None:
             state, reason, detail = answer
-            self._report(ref, state, command.request_id, reason=reason, detail=detail, beside=beside)
+            self.reports.send(ref, state, command.request_id, reason=reason, detail=detail, beside=beside)
             return
         assert self._worker is not None
         self._worker.start()
@@ -240,7 +224,7 @@ class ModelSwitcher:
                 assert self._other is not None
                 self._pending = Activation(self._other, command.request_id, time.perf_counter())
         if serving and not switching:
-            self._report(ref, "serving", command.request_id, detail="already serving")
+            self.reports.send(ref, "serving", command.request_id, detail="already serving")
         elif pending or switching:
             self.log.info("activation of %s already in progress; it reports serving with its first chunk",
                           describe(ref))
@@ -260,16 +244,16 @@ class ModelSwitcher:
                 else:
                     model, self._other = self._other, None
         if refusal is not None:
-            self._report(ref, "failed", command.request_id, reason=refusal[0],
-                         detail=f"cannot discard {describe(ref)}: {refusal[1]}")
+            self.reports.send(ref, "failed", command.request_id, reason=refusal[0],
+                              detail=f"cannot discard {describe(ref)}: {refusal[1]}")
             return
         if model is None:
-            self._report(ref, "unloaded", command.request_id, detail="was not loaded")
+            self.reports.send(ref, "unloaded", command.request_id, detail="was not loaded")
             return
         device, freed = model.policy.device, model.memory_mb
         del model
         self._free(device)
-        self._report(ref, "unloaded", command.request_id, detail=f"unloaded (about {freed:.0f} MB freed)")
+        self.reports.send(ref, "unloaded", command.request_id, detail=f"unloaded (about {freed:.0f} MB freed)")
 
     def _free(self, device: str) -> None:
         """Return a dropped model's memory: collect its reference cycles, give cached CUDA blocks back."""
@@ -298,13 +282,9 @@ class ModelSwitcher:
                 self._busy = None  # before the report: the updater may answer it with the next command at once
         if model is None:
             reason, detail = failure or ("stage_failed", "no model was loaded")
-            self._report(ref, "failed", command.request_id, reason=reason, detail=detail)
+            self.reports.send(ref, "failed", command.request_id, reason=reason, detail=detail)
             return
-        self._report(ref, "staged", command.request_id, beside=model.beside, path=str(model.path),
-                     load_ms=model.load_ms, smoke_ms_p50=model.smoke_ms_p50, memory_mb=model.memory_mb,
-                     detail=f"validated in {model.validation_ms:.0f} ms, loaded "
-                     f"{'beside the serving model' if model.beside else 'after unloading the serving model'} "
-                     f"in {model.load_ms:.0f} ms")
+        self.reports.staged(ref, model, command.request_id)
         if activate:  # after "staged", so the reports keep their order; the loop then reports "serving"
             with self._lock:
                 if self._other is model:
@@ -313,7 +293,7 @@ class ModelSwitcher:
     def _stage(self, command: messages.ModelCommand) -> LoadedModel:
         ref = command.model
         path = Path(command.path).expanduser().resolve()
-        self._report(ref, "validating", command.request_id, path=str(path))
+        self.reports.send(ref, "validating", command.request_id, path=str(path))
         check_identity(ref, path)
         need = command.memory_mb if command.memory_mb is not None else estimate_memory_mb(path)
         self._fits_beside(ref, need, command.allow_unload)  # refuse early: no validator for a model that cannot load
@@ -331,8 +311,8 @@ class ModelSwitcher:
         if not report.ok:
             raise ModelRejected(report.reason or "validation_failed", report.detail)
         beside = self._fits_beside(ref, need, command.allow_unload)
-        self._report(ref, "loading", command.request_id, beside=beside, path=str(path), memory_mb=need,
-                     smoke_ms_p50=report.smoke_ms_p50)
+        self.reports.send(ref, "loading", command.request_id, beside=beside, path=str(path), memory_mb=need,
+                          smoke_ms_p50=report.smoke_ms_p50)
         model = self._load_model(ref, path, need, beside)
         model.validation_ms, model.smoke_ms_p50 = validation_ms, report.smoke_ms_p50
         return model
@@ -379,21 +359,11 @@ class ModelSwitcher:
 
     # --- reports, figures, lifecycle --------------------------------------------------------------
 
-    def _report(self, ref: messages.ModelRef, state: str, request_id: str | None, *, detail: str = "",
-                **fields: Any) -> None:
-        report = messages.ModelReport(t=time.time(), request_id=request_id, model=ref, state=state,  # type: ignore[arg-type]
-                                      detail=detail[:MAX_DETAIL], **fields)
-        level = logging.WARNING if state == "failed" else logging.INFO
-        self.log.log(level, "model %s: %s%s%s", describe(ref), state,
-                     f" ({fields['reason']})" if fields.get("reason") else "", f": {detail}" if detail else "")
-        self._publish(report)
-
     def report_start(self) -> None:
         """Tell the updater which model runs (``serving``, no request id): it cannot ask."""
         serving = self.serving
         if serving is not None:
-            self._report(serving.ref, "serving", None, path=str(serving.path), memory_mb=serving.memory_mb,
-                         load_ms=serving.load_ms, detail="serving since the component started")
+            self.reports.started(serving)
 
     def loaded(self) -> list[LoadedModel]:
         with self._lock:
