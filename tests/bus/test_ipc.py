@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.ipc import PUBLISH, SUBSCRIBE, Inbox, short_run_dir, write_recipe
 from support import wait_for
+from support.ipc import (
+    PUBLISH,
+    SUBSCRIBE,
+    Inbox,
+    bus_fixture,  # noqa: F401 - the ``bus`` fixture
+    running_core,
+    short_run_dir,
+    write_recipe,
+)
 
 from vla_edge.bus.ipc import GreengrassIpcBus
 from vla_edge.core.protocol import Limits
@@ -32,28 +40,8 @@ def core(tmp_path: Path) -> Iterator[LocalCore]:
         write_recipe(tmp_path, POLICY, {"chunk": 8},
                      pubsub=[([SUBSCRIBE], ["vla-edge/#"]), ([PUBLISH], ["vla-edge/x"])]),
     ]
-    with short_run_dir() as run_dir:
-        core = LocalCore(run_dir, recipes, limits=Limits(max_message_size=256 * 1024)).start()
-        try:
-            yield core
-        finally:
-            core.stop()
-
-
-@pytest.fixture
-def bus(core: LocalCore) -> Iterator[Callable[[str], GreengrassIpcBus]]:
-    buses: list[GreengrassIpcBus] = []
-
-    def connect(component: str) -> GreengrassIpcBus:
-        environment = core.environment(component)
-        connected = GreengrassIpcBus.connect(
-            timeout=10, environment=environment)
-        buses.append(connected)
-        return connected
-
-    yield connect
-    for connected in buses:
-        connected.close()
+    with running_core(recipes, limits=Limits(max_message_size=256 * 1024)) as core:
+        yield core
 
 
 def test_dict_arrives_as_dict_and_bytes_as_bytes(bus: Callable[[str], GreengrassIpcBus]) -> None:

@@ -8,7 +8,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.ipc import PUBLISH_TO_IOT_CORE, Inbox, short_run_dir, write_recipe
+from support.ipc import (
+    PUBLISH_TO_IOT_CORE,
+    Inbox,
+    bus_fixture,  # noqa: F401 - the ``bus`` fixture
+    running_core,
+    write_recipe,
+)
 
 from vla_edge.bus.base import ComponentUpdateEvent
 from vla_edge.bus.ipc import GreengrassIpcBus
@@ -27,25 +33,8 @@ def core(tmp_path: Path) -> Iterator[LocalCore]:
                      mqttproxy=[([PUBLISH_TO_IOT_CORE], ["vla-edge/{iot:thingName}/model/#"])]),
         write_recipe(tmp_path, PLAIN, {"y": 2}),
     ]
-    with short_run_dir() as run_dir:
-        started = LocalCore(run_dir, recipes, thing_name=THING).start()
-        try:
-            yield started
-        finally:
-            started.stop()
-
-
-@pytest.fixture
-def bus(core: LocalCore) -> Iterator[Callable[[str], GreengrassIpcBus]]:
-    buses: list[GreengrassIpcBus] = []
-
-    def connect(component: str) -> GreengrassIpcBus:
-        buses.append(GreengrassIpcBus.connect(timeout=10, environment=core.environment(component)))
-        return buses[-1]
-
-    yield connect
-    for connected in buses:
-        connected.close()
+    with running_core(recipes, thing_name=THING) as started:
+        yield started
 
 
 def test_update_deferred_while_executing_then_allowed(core: LocalCore,

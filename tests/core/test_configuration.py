@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from awsiot.greengrasscoreipc import model
-from support.ipc import ALPHA, ALPHA_CONFIG, BETA, GAMMA, Inbox
+from support.ipc import ALPHA, ALPHA_CONFIG, BETA, GAMMA, Inbox, validator
 
 from vla_edge.core.server import LocalCore
 from vla_edge.errors import ConfigurationError, CoreError
@@ -111,23 +111,8 @@ def test_subscribing_to_a_missing_key_is_resource_not_found(ipc: Callable[..., A
         ipc(ALPHA).subscribe_to_configuration_update(key_path=["missing"], on_stream_event=Inbox())
 
 
-def _validator(client: Any, decide: Callable[[dict[str, Any]], str | None]) -> Inbox:
-    seen = Inbox()
-
-    def on_event(event: model.ValidateConfigurationUpdateEvents) -> None:
-        proposal = event.validate_configuration_update_event
-        seen(proposal)
-        reason = decide(proposal.configuration)
-        report = model.ConfigurationValidityReport(
-            status="ACCEPTED" if reason is None else "REJECTED", deployment_id=proposal.deployment_id, message=reason)
-        client.send_configuration_validity_report_async(configuration_validity_report=report)
-
-    client.subscribe_to_validate_configuration_updates(on_stream_event=on_event)
-    return seen
-
-
 def test_proposed_configuration_accepted(core: LocalCore, ipc: Callable[..., Any]) -> None:
-    seen = _validator(ipc(ALPHA), lambda config: None)
+    seen = validator(ipc(ALPHA), lambda config: None)
     report = core.propose_configuration(ALPHA, {"name": "next", "mqtt": {"port": 1}}, timeout=10)
     assert report is not None and report.status == "ACCEPTED" and report.message is None
     (proposal,) = seen.items
@@ -137,7 +122,7 @@ def test_proposed_configuration_accepted(core: LocalCore, ipc: Callable[..., Any
 
 
 def test_proposed_configuration_rejected_with_reason(core: LocalCore, ipc: Callable[..., Any]) -> None:
-    _validator(ipc(ALPHA), lambda config: None if config.get("fps", 0) <= 60 else "fps above 60 is not supported")
+    validator(ipc(ALPHA), lambda config: None if config.get("fps", 0) <= 60 else "fps above 60 is not supported")
     report = core.propose_configuration(ALPHA, {"fps": 120}, timeout=10, apply=True)
     assert report is not None
     assert (report.status, report.message) == ("REJECTED", "fps above 60 is not supported")
@@ -146,7 +131,7 @@ def test_proposed_configuration_rejected_with_reason(core: LocalCore, ipc: Calla
 
 def test_accepted_proposal_applied_notifies_subscribers(core: LocalCore, ipc: Callable[..., Any]) -> None:
     alpha = ipc(ALPHA)
-    _validator(alpha, lambda config: None)
+    validator(alpha, lambda config: None)
     updates = Inbox()
     alpha.subscribe_to_configuration_update(on_stream_event=updates)
     new = {**core.configuration(ALPHA), "name": "applied"}

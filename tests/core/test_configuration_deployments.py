@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from awsiot.greengrasscoreipc import model
 from support import wait_for
-from support.ipc import ALPHA, ALPHA_CONFIG, BETA, GAMMA, Inbox
+from support.ipc import ALPHA, ALPHA_CONFIG, BETA, GAMMA, Inbox, validator
 
 from vla_edge.core.control import CONTROL_SOCKET_NAME
 from vla_edge.core.deployments import (
@@ -35,22 +35,6 @@ DEFAULTS: dict[str, Any] = {"name": "alpha", "mqtt": {"port": 443, "host": "loca
 
 def without_acl(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k != "accessControl"}
-
-
-def validator(client: Any, decide: Callable[[dict[str, Any]], str | None]) -> Inbox:
-    """Subscribe ``client`` to validate-configuration updates: ``decide`` returns a rejection's reason or None."""
-    seen = Inbox()
-
-    def on_event(event: model.ValidateConfigurationUpdateEvents) -> None:
-        proposal = event.validate_configuration_update_event
-        seen(proposal)
-        reason = decide(proposal.configuration)
-        report = model.ConfigurationValidityReport(
-            status="ACCEPTED" if reason is None else "REJECTED", deployment_id=proposal.deployment_id, message=reason)
-        client.send_configuration_validity_report_async(configuration_validity_report=report)
-
-    client.subscribe_to_validate_configuration_updates(on_stream_event=on_event)
-    return seen
 
 
 class Deferrer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +10,13 @@ from typing import Any
 
 import pytest
 from awsiot.greengrasscoreipc import model
-from support.ipc import PUBLISH_TO_IOT_CORE, SUBSCRIBE_TO_IOT_CORE, Inbox, short_run_dir, write_recipe
+from support.ipc import (
+    PUBLISH_TO_IOT_CORE,
+    SUBSCRIBE_TO_IOT_CORE,
+    Inbox,
+    running_core,
+    write_recipe,
+)
 
 from vla_edge.core.acl import AccessControl
 from vla_edge.core.mqtt import IotCoreProxy
@@ -32,33 +37,8 @@ def core(tmp_path: Path) -> Iterator[LocalCore]:
             ([SUBSCRIBE_TO_IOT_CORE], ["commands/{iot:thingName}/#", "vla-edge/{iot:thingName}/model/status"])]),
         write_recipe(tmp_path, CLOUDLESS, {"n": 2}, pubsub=[(["*"], ["*"])]),  # local pub/sub only
     ]
-    with short_run_dir() as run_dir:
-        started = LocalCore(run_dir, recipes, thing_name=THING).start()
-        try:
-            yield started
-        finally:
-            started.stop()
-
-
-@pytest.fixture
-def ipc(core: LocalCore) -> Iterator[Callable[[str], Any]]:
-    import awsiot.greengrasscoreipc
-    from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-
-    clients: list[Any] = []
-
-    def connect(component: str) -> Any:
-        environment = core.environment(component)
-        connection = awsiot.greengrasscoreipc.connect(
-            ipc_socket=environment["AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"],
-            authtoken=environment["SVCUID"])
-        clients.append(GreengrassCoreIPCClientV2(client=connection, executor=None))
-        return clients[-1]
-
-    yield connect
-    for client in clients:
-        with contextlib.suppress(Exception):
-            client.close().result(5)
+    with running_core(recipes, thing_name=THING) as started:  # the ipc fixture (conftest.py) connects to it
+        yield started
 
 
 def test_publish_is_recorded_counted_and_logged_to_the_run_dir(core: LocalCore, ipc: Callable[[str], Any]) -> None:

@@ -2,7 +2,10 @@
 
 * :func:`write_recipe` writes a small component recipe into a test directory.
 * :func:`short_run_dir` makes a run directory short enough for a Unix socket path
-  (pytest's ``tmp_path`` can exceed the 107-byte limit).
+  (pytest's ``tmp_path`` can exceed the 107-byte limit); :func:`running_core` starts a core in one.
+* The ``bus`` fixture (import :func:`bus_fixture`) connects ``GreengrassIpcBus`` components to the
+  test module's ``core`` fixture.
+* :func:`validator` answers a core's configuration proposals from an SDK client.
 * :class:`RawClient` speaks event-stream RPC by hand over the socket, for what the
   SDK will not send: garbage, pings, messages before CONNECT, a client that never reads.
 """
@@ -13,15 +16,20 @@ import json
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
 import yaml
 
 from vla_edge.core.eventstream import Decoder, Header, Message, encode_message
 from vla_edge.core.protocol import MessageType
+from vla_edge.core.server import LocalCore
+
+if TYPE_CHECKING:
+    from vla_edge.bus.ipc import GreengrassIpcBus
 
 PUBLISH = "aws.greengrass#PublishToTopic"
 SUBSCRIBE = "aws.greengrass#SubscribeToTopic"
@@ -72,6 +80,33 @@ def short_run_dir() -> Iterator[Path]:
         yield path / "run"
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def running_core(recipes: Sequence[Path], **options: Any) -> Iterator[LocalCore]:
+    """A LocalCore of ``recipes`` (``options``: LocalCore's) started in a :func:`short_run_dir`; stopped after."""
+    with short_run_dir() as run_dir:
+        core = LocalCore(run_dir, recipes, **options).start()
+        try:
+            yield core
+        finally:
+            core.stop()
+
+
+@pytest.fixture(name="bus")
+def bus_fixture(core: LocalCore) -> Iterator[Callable[[str], GreengrassIpcBus]]:
+    """``bus(component)`` connects a GreengrassIpcBus as ``component`` of ``core``; all are closed at teardown."""
+    from vla_edge.bus.ipc import GreengrassIpcBus
+
+    buses: list[GreengrassIpcBus] = []
+
+    def connect(component: str) -> GreengrassIpcBus:
+        buses.append(GreengrassIpcBus.connect(timeout=10, environment=core.environment(component)))
+        return buses[-1]
+
+    yield connect
+    for connected in buses:
+        connected.close()
 
 
 class RawClient:
@@ -154,3 +189,21 @@ class Inbox:
                 raise AssertionError(f"expected {count} item(s) within {timeout} s, got {len(self.items)}: "
                                      f"{self.items!r:.500}")
             return list(self.items)
+
+
+def validator(client: Any, decide: Callable[[dict[str, Any]], str | None]) -> Inbox:
+    """Subscribe ``client`` to validate-configuration updates: ``decide`` returns a rejection's reason or None."""
+    from awsiot.greengrasscoreipc import model
+
+    seen = Inbox()
+
+    def on_event(event: model.ValidateConfigurationUpdateEvents) -> None:
+        proposal = event.validate_configuration_update_event
+        seen(proposal)
+        reason = decide(proposal.configuration)
+        report = model.ConfigurationValidityReport(
+            status="ACCEPTED" if reason is None else "REJECTED", deployment_id=proposal.deployment_id, message=reason)
+        client.send_configuration_validity_report_async(configuration_validity_report=report)
+
+    client.subscribe_to_validate_configuration_updates(on_stream_event=on_event)
+    return seen
