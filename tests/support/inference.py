@@ -1,7 +1,8 @@
 """Driving the inference component in tests: camera rings, joint states, and a component on a bus.
 
 * :class:`Rings` writes frames into real shared-memory rings (as the camera component does)
-  and returns the ``FrameReady`` announcing each.
+  and returns the ``FrameReady`` announcing each; the ``rings`` fixture (import :func:`rings_fixture`)
+  gives a test its own, closed afterwards.
 * :func:`joints` makes a ``JointState``.
 * :class:`Harness` runs an ``InferenceComponent`` on an in-memory bus and collects what it publishes
   (chunks, health, model reports, and all of them in arrival order in ``events``).
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from vla_edge import messages
 from vla_edge.bus.memory import InMemoryBroker, InMemoryBus
@@ -65,6 +67,14 @@ class Rings:
         for ring in self._rings.values():
             ring.close()
         self._rings.clear()
+
+
+@pytest.fixture(name="rings")
+def rings_fixture(tmp_path: Path) -> Iterator[Rings]:
+    """Rings in the test's ``frames`` directory; closed after the test."""
+    rings = Rings(tmp_path / "frames")
+    yield rings
+    rings.close()
 
 
 def joints(

@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from support import wait_for
-from support.inference import Harness, Rings, joints
+from support.inference import (
+    Harness,
+    Rings,
+    joints,
+    rings_fixture,  # noqa: F401 - the ``rings`` fixture
+)
 from support.policy import (
     ACT_CAMERAS,
     ACT_STEPS,
@@ -31,13 +35,6 @@ from vla_edge.policies import LoadedPolicy
 
 FIVE = ["a", "b", "c", "d", "e"]
 SMALL = (48, 64)
-
-
-@pytest.fixture
-def rings(tmp_path: Path) -> Iterator[Rings]:
-    rings = Rings(tmp_path / "frames")
-    yield rings
-    rings.close()
 
 
 @pytest.fixture

@@ -17,8 +17,19 @@ from typing import Any
 import numpy as np
 import pytest
 from support import wait_for
-from support.inference import Harness, Rings, command, joints
-from support.policy import ACT_ACTION_MEAN, ACT_CAMERAS, ACT_V2_ACTION_MEAN, crash_validators_while_loading
+from support.inference import (
+    Harness,
+    Rings,
+    command,
+    joints,
+    rings_fixture,  # noqa: F401 - the ``rings`` fixture
+)
+from support.policy import (
+    ACT_ACTION_MEAN,
+    ACT_CAMERAS,
+    ACT_V2_ACTION_MEAN,
+    crash_validators_while_loading,
+)
 
 from vla_edge import messages
 from vla_edge.bus.memory import InMemoryBroker
@@ -30,13 +41,6 @@ from vla_edge.policies.validate import ValidationReport
 FIVE = ["a", "b", "c", "d", "e"]
 SMALL = (48, 64)
 WIDE_LIMITS = {name: (-100.0, 100.0) for name in FIVE}
-
-
-@pytest.fixture
-def rings(tmp_path: Path) -> Iterator[Rings]:
-    rings = Rings(tmp_path / "frames")
-    yield rings
-    rings.close()
 
 
 @pytest.fixture
