@@ -225,40 +225,48 @@ def _run(root: Path, v1: Path, v2: Path, model_mb: float, baseline_s: float, pro
             component.close()
     if records is None:
         raise RuntimeError(f"the actuator process ended without its records (exit {arm.child.returncode})")
+    at = _landmarks(recorder, records, deployed)
     windows = [window("baseline", max(ready, deployed - length), deployed, records),
-               window("switch", verified, serving, records),
-               window("after", serving, serving + length, records)]
-    return SwitchResult(model_mb, _steps(recorder, records, deployed, verified, serving), figures, windows,
-                        records["counters"])
+               window("switch", verified, serving, records)]
+    if at["validating"] is not None and at["loading"] is not None and at["staged"] is not None:
+        windows += [window("validate", at["validating"], at["loading"], records),
+                    window("load", at["loading"], at["staged"], records)]
+    windows.append(window("after", serving, serving + length, records))
+    return SwitchResult(model_mb, _steps(at, deployed, verified, serving), figures, windows, records["counters"])
 
 
-def _steps(recorder: Recorder, records: dict[str, Any], deployed: float, verified: float,
-           serving: float) -> dict[str, float | None]:
-    """Seconds between the switch's landmarks, from the recorded arrival times."""
+def _landmarks(recorder: Recorder, records: dict[str, Any], deployed: float) -> dict[str, float | None]:
+    """When each step of the rollout of version 2 showed on the bus (None: it never did)."""
     def at(match: Callable[[Any], bool]) -> float | None:
         return recorder.first(match, deployed)
 
-    stage = at(_is(messages.ModelCommand, "2", action="stage"))
-    validating = at(_is(messages.ModelReport, "2", state="validating"))
-    loading = at(_is(messages.ModelReport, "2", state="loading"))
-    staged = at(_is(messages.ModelReport, "2", state="staged"))
-    activate = at(_is(messages.ModelCommand, "2", action="activate"))
     v2_chunks = {p["chunk_id"] for t, p in recorder.chunks if t >= deployed and p["model"]["version"] == "2"}
-    first_action = next((t for t, chunk_id in records["states"] if t >= deployed and chunk_id in v2_chunks), None)
+    return {
+        "stage": at(_is(messages.ModelCommand, "2", action="stage")),
+        "validating": at(_is(messages.ModelReport, "2", state="validating")),
+        "loading": at(_is(messages.ModelReport, "2", state="loading")),
+        "staged": at(_is(messages.ModelReport, "2", state="staged")),
+        "activate": at(_is(messages.ModelCommand, "2", action="activate")),
+        "first_action": next((t for t, chunk_id in records["states"] if t >= deployed and chunk_id in v2_chunks),
+                             None),
+    }
 
+
+def _steps(at: dict[str, float | None], deployed: float, verified: float, serving: float) -> dict[str, float | None]:
+    """Seconds between the switch's landmarks."""
     def span(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else b - a
 
     return {
         "deploy_to_verified": span(deployed, verified),
-        "verified_to_stage_command": span(verified, stage),
-        "validation": span(validating, loading),
-        "load_beside": span(loading, staged),
-        "stage_command_to_staged": span(stage, staged),
-        "staged_to_activate": span(staged, activate),
-        "activate_to_serving": span(activate, serving),
+        "verified_to_stage_command": span(verified, at["stage"]),
+        "validation": span(at["validating"], at["loading"]),
+        "load_beside": span(at["loading"], at["staged"]),
+        "stage_command_to_staged": span(at["stage"], at["staged"]),
+        "staged_to_activate": span(at["staged"], at["activate"]),
+        "activate_to_serving": span(at["activate"], serving),
         "verified_to_serving": span(verified, serving),
-        "serving_to_first_v2_action": span(serving, first_action),
+        "serving_to_first_v2_action": span(serving, at["first_action"]),
     }
 
 

@@ -17,10 +17,11 @@
    serving, and the actuator's ticks in the switch window (verified to serving) beside a
    baseline window of the same length just before the change, and a window as long after it.
 
-The machine's CPU steal (``/proc/stat``) during each part is printed: on a shared virtual
-machine it explains more of the tick figures than the code does. There the emulator itself
-misses its replies (bus errors, fault stops in any window); ``--arm fake`` swaps it for the
-tests' in-memory servo bus, so the windows show only what the switch does to scheduling.
+How busy the machine was is printed with each part (the 1-minute load average before it, the
+CPU steal from ``/proc/stat`` during it): on a shared virtual machine it explains more of the
+tick figures than the code does. There the emulator itself misses its replies (bus errors,
+fault stops in any window); ``--arm fake`` swaps it for the tests' in-memory servo bus, so the
+windows show only what the switch does to scheduling.
 
     python benchmarks/model_update.py [--size-mib 512] [--repeats 2] [--baseline-s 30] [--arm emulator|fake]
                                       [--skip-download] [--skip-switch] [--json]
@@ -60,16 +61,18 @@ def cpu_times() -> list[int]:
     return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
 
 
-def with_steal(work: Callable[[], T]) -> tuple[T, float | None]:
-    """Run ``work``; also the share of CPU time the hypervisor stole meanwhile (None without /proc/stat)."""
+def with_steal(work: Callable[[], T]) -> tuple[T, dict[str, float | None]]:
+    """Run ``work``; also how busy the machine was: the 1-minute load average before it (other work on
+    the machine) and the share of CPU time the hypervisor stole meanwhile (None without /proc)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     try:
         before = cpu_times()
     except (OSError, ValueError, IndexError):
-        return work(), None
+        return work(), {"load_1min": load, "steal": None}
     result = work()
     delta = [b - a for a, b in zip(before, cpu_times(), strict=False)]
     total = sum(delta[:8])
-    return result, (delta[7] / total if total and len(delta) > 7 else None)
+    return result, {"load_1min": load, "steal": delta[7] / total if total and len(delta) > 7 else None}
 
 
 def run_downloads(size_mib: float, chunk_mib: float, repeats: int, workdir: Path | None) -> dict[str, Any]:
@@ -96,14 +99,16 @@ DOWNLOAD_NOTES = """
   object for every ranged GET, so ranged throughput here is bounded by the server, not by either client."""
 
 SWITCH_NOTES = """
-  switch = verified -> serving; baseline = as long, ending at the configuration change (at most --baseline-s);
-  after = as long, from serving (with probation 0, v1 is discarded and the store pruned in it).
+  switch = verified -> serving, of which validate = validating -> loading report, load = loading -> staged;
+  baseline = as long as switch, ending at the configuration change (at most --baseline-s long);
+  after = as long as switch, from serving (with probation 0, v1 is discarded and the store pruned in it).
   expected = seconds x 30; ticks = joint states published; w/ action = ticks that wrote an action;
-  missed = expected - w/ action; starved, overruns, stale = deltas of the actuator's starved_ticks,
-  tick_overruns and actions_dropped.stale; longest gap = longest stretch without a written action."""
+  missed = expected - w/ action (+-1 at a window's edges); starved, overruns, stale = deltas of the
+  actuator's starved_ticks, tick_overruns and actions_dropped.stale (sampled every 50 ms);
+  longest gap = longest stretch without a written action; tick p99 = 99th percentile tick interval."""
 
 
-def render_downloads(result: dict[str, Any], steal: float | None) -> list[str]:
+def render_downloads(result: dict[str, Any], steal: dict[str, float | None]) -> list[str]:
     size_mb = result["bytes"] / 1e6
     runs: dict[str, list[Download]] = result["runs"]
     lines = [
@@ -138,7 +143,7 @@ def render_downloads(result: dict[str, Any], steal: float | None) -> list[str]:
     return lines
 
 
-def render_switch(result: SwitchResult, steal: float | None, arm: str) -> list[str]:
+def render_switch(result: SwitchResult, steal: dict[str, float | None], arm: str) -> list[str]:
     s, figures = result.steps, result.component_figures
     arm_words = "STS3215 emulator on a pty" if arm == "emulator" else "in-memory FakeServoBus"
     lines = [
@@ -167,11 +172,12 @@ def render_switch(result: SwitchResult, steal: float | None, arm: str) -> list[s
          f"{'overruns':>8} {'stale':>6} {'longest gap':>11} {'tick p99':>9}"),
     ]
     for w in result.windows:
+        name = f" {w.name}" if w.name in ("validate", "load") else w.name  # parts of the switch window
         lines.append(
-            f"  {w.name:<9} {w.seconds:>6.1f} {w.expected:>8.0f} {w.ticks:>6} {w.executed:>9} {w.missed:>7.0f} "
+            f"  {name:<9} {w.seconds:>6.1f} {w.expected:>8.0f} {w.ticks:>6} {w.executed:>9} {w.missed:>7.0f} "
             f"{w.starved:>7} {w.overruns:>8} {w.stale:>6} {w.longest_gap_ms:>8.0f} ms {_ms(w.tick_p99_ms):>9}"
         )
-    base, switch = result.windows[0], result.windows[1]
+    base, switch = result.windows[0], result.windows[1]  # then the switch's parts, then "after"
     per_s = [w.missed / w.seconds if w.seconds > 0 else 0.0 for w in (base, switch)]
     lines += [
         "",
@@ -196,8 +202,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def _steal(steal: float | None) -> str:
-    return "" if steal is None else f"; CPU steal {steal:.0%}"
+def _steal(busy: dict[str, float | None]) -> str:
+    load, steal = busy.get("load_1min"), busy.get("steal")
+    return (("" if load is None else f"; load {load:.1f} before") +
+            ("" if steal is None else f", CPU steal {steal:.0%} during"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,14 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [f"model update delivery path ({results['machine']})", ""]
     if not args.skip_download:
         downloads, steal = with_steal(lambda: run_downloads(args.size_mib, args.chunk_mib, args.repeats, args.workdir))
-        results["download"] = {**downloads, "cpu_steal": steal,
+        results["download"] = {**downloads, "machine_busy": steal,
                                "runs": {m: [asdict(d) for d in r] for m, r in downloads["runs"].items()}}
         lines += [*render_downloads(downloads, steal), ""]
     if not args.skip_switch:
         with contextlib.redirect_stdout(sys.stderr):  # LeRobot prints while loading: keep stdout for the results
             switch, steal = with_steal(lambda: run_switch(args.baseline_s, args.probation_s, args.timeout_s,
                                                           args.packet_timeout_ms, args.arm, args.workdir))
-        results["switch"] = {**asdict(switch), "cpu_steal": steal,
+        results["switch"] = {**asdict(switch), "machine_busy": steal,
                              "windows": [{**asdict(w), "missed": w.missed} for w in switch.windows]}
         lines += render_switch(switch, steal, args.arm)
     print(json.dumps(results, indent=2) if args.json else "\n".join(lines))
