@@ -174,14 +174,14 @@ def render_switch(result: SwitchResult, steal: dict[str, float | None], arm: str
     for w in result.windows:
         name = f" {w.name}" if w.name in ("validate", "load") else w.name  # parts of the switch window
         lines.append(
-            f"  {name:<9} {w.seconds:>6.1f} {w.expected:>8.0f} {w.ticks:>6} {w.executed:>9} {w.missed:>7.0f} "
+            f"  {name:<9} {w.seconds:>6.1f} {w.expected:>8.0f} {w.ticks:>6} {w.executed:>9} {round(w.missed):>7d} "
             f"{w.starved:>7} {w.overruns:>8} {w.stale:>6} {w.longest_gap_ms:>8.0f} ms {_ms(w.tick_p99_ms):>9}"
         )
     base, switch = result.windows[0], result.windows[1]  # then the switch's parts, then "after"
     per_s = [w.missed / w.seconds if w.seconds > 0 else 0.0 for w in (base, switch)]
     lines += [
         "",
-        (f"  missed ticks during the switch: {switch.missed:.0f} (baseline {base.missed:.0f}); per second "
+        (f"  missed ticks during the switch: {round(switch.missed)} (baseline {round(base.missed)}); per second "
          f"{per_s[1]:.2f} vs {per_s[0]:.2f}; starved ticks {switch.starved} vs {base.starved}"),
         *SWITCH_NOTES.splitlines(),
     ]
