@@ -10,13 +10,7 @@ from typing import Any
 
 import pytest
 from awsiot.greengrasscoreipc import model
-from support.ipc import (
-    PUBLISH_TO_IOT_CORE,
-    SUBSCRIBE_TO_IOT_CORE,
-    Inbox,
-    running_core,
-    write_recipe,
-)
+from support.ipc import PUBLISH_TO_IOT_CORE, SUBSCRIBE_TO_IOT_CORE, Inbox, running_core, write_recipe
 
 from vla_edge.core.acl import AccessControl
 from vla_edge.core.mqtt import IotCoreProxy

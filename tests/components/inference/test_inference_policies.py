@@ -11,12 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support import wait_for
-from support.inference import (
-    Harness,
-    Rings,
-    joints,
-    rings_fixture,  # noqa: F401 - the ``rings`` fixture
-)
+from support.inference import Harness, Rings, joints, rings_fixture  # noqa: F401 - the ``rings`` fixture
 from support.policy import (
     ACT_CAMERAS,
     ACT_STEPS,

@@ -17,19 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 from support import wait_for
-from support.inference import (
-    Harness,
-    Rings,
-    command,
-    joints,
-    rings_fixture,  # noqa: F401 - the ``rings`` fixture
-)
-from support.policy import (
-    ACT_ACTION_MEAN,
-    ACT_CAMERAS,
-    ACT_V2_ACTION_MEAN,
-    crash_validators_while_loading,
-)
+from support.inference import Harness, Rings, command, joints, rings_fixture  # noqa: F401 - the ``rings`` fixture
+from support.policy import ACT_ACTION_MEAN, ACT_CAMERAS, ACT_V2_ACTION_MEAN, crash_validators_while_loading
 
 from vla_edge import messages
 from vla_edge.bus.memory import InMemoryBroker
