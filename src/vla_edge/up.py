@@ -200,8 +200,12 @@ def calibration_override(path: Path, actuator: Mapping[str, Any]) -> dict[str, d
     return inline
 
 
-class _Emulator:
-    """The arm emulator as a child process; its first output line is the device path."""
+class EmulatorProcess:
+    """The arm emulator as a child process; its first output line is the device path.
+
+    A process of its own, not a thread: the emulated servos must answer within the actuator's
+    packet timeout whatever the process that started them is busy with.
+    """
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(  # noqa: S603
@@ -250,14 +254,14 @@ def run_up(options: UpOptions) -> int:
     frame_dir = frame_dir_for(run_dir)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    emulator: _Emulator | None = None
+    emulator: EmulatorProcess | None = None
     core: subprocess.Popen[bytes] | None = None
     supervisor: Supervisor | None = None
     monitor: SuiteMonitor | None = None
     bus = None
     try:
         if options.serial_port is None:
-            emulator = _Emulator()
+            emulator = EmulatorProcess()
         serial_port = options.serial_port or emulator.device_path  # type: ignore[union-attr]
         overrides_path = run_dir / "overrides.json"
         overrides = build_overrides(options, serial_port, frame_dir, run_dir / STORE_DIRNAME)
