@@ -38,9 +38,11 @@ def test_ipc_grants_exactly_the_topics_it_uses() -> None:
             messages.TOPIC_FRAME_ALL,
             messages.TOPIC_JOINT_STATE,
             messages.TOPIC_INSTRUCTION,
+            messages.TOPIC_MODEL_COMMAND,
         },
         "aws.greengrass#PublishToTopic": {
             messages.TOPIC_ACTION_CHUNK,
+            messages.TOPIC_MODEL_REPORT,
             messages.TOPIC_HEALTH.format(component="inference"),
         },
     }
@@ -51,7 +53,9 @@ def test_runs_the_ecr_image_in_docker_with_the_ipc_socket() -> None:
     assert set(data["ComponentDependencies"]) == {
         "aws.greengrass.DockerApplicationManager",
         "aws.greengrass.TokenExchangeService",
+        "com.vlaedge.ModelUpdater",  # owns the model store the container reads
     }
+    assert data["ComponentDependencies"]["com.vlaedge.ModelUpdater"]["DependencyType"] == "SOFT"
     (manifest,) = data["Manifests"]
     (artifact,) = manifest["Artifacts"]
     image = artifact["URI"].removeprefix("docker:")
