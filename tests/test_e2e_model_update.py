@@ -20,7 +20,7 @@ step too, so the updater defers it while the arm executes, exactly as it defers 
 model never reaches it (the arm executes as long as the model drives it). A fleet would send a
 model-only deployment with componentUpdatePolicy SKIP_NOTIFY_COMPONENTS; ``vla-edge core deploy``
 has no such option, and ``--max-wait`` (the local core's cap on deferrals) is the nearest thing.
-The test asserts the deferral happened and printed why.
+How each went (deferred, then let through) is printed; step 3 asserts the deferral.
 
 The arm emulator is the test's own, in a process of its own: in the test process it would wait
 for the GIL behind the bus listener and miss the actuator's packet timeout. What fails in other
@@ -101,18 +101,27 @@ def test_vla_edge_model_manifest_is_a_command(tmp_path: Path) -> None:
     )
 
 
+def wait_executing(log: BusLog) -> None:
+    """Until the arm executes steadily (the last ten ticks executed actions, torque on, not holding)."""
+    wait_for(lambda: all(s.torque_enabled and not s.holding and s.chunk_id for s in log.states[-10:]),
+             timeout=20, interval=0.1)
+
+
 def deploy_model(suite: SuiteRun, path: Path, figures: dict[str, Any], key: str) -> None:
     """``vla-edge core deploy --update-config`` of ``model: {source: local, path}`` while the arm executes.
 
-    The updater defers it (the arm executes) until ``--max-wait`` lets it through: see the module docstring.
+    The updater defers it while the arm executes, until ``--max-wait`` lets it through (see the module
+    docstring); how it went is a figure, not an assertion: the deferral itself is asserted in
+    :func:`defer_until_estop`, and a servo bus hiccup at the moment of asking would let it through at once.
     """
+    wait_executing(suite.log)
     update = {UPDATER: {"MERGE": {"model": {"source": "local", "path": str(path)}}}}
     deployed = suite.deploy(update, "--max-wait", "2")
     assert deployed["exit"] == 0 and deployed["status"] == "SUCCEEDED", deployed
     outcome = deployed["update"]
     deferrals = deferred_by_updater(outcome)
-    assert outcome["reason"] == "max_wait" and deferrals and "executing" in deferrals[0]["message"], outcome
-    figures[key] = len(deferrals)
+    figures[key] = f"{outcome['reason']} after {len(deferrals)} deferral(s)" + (
+        f" ({deferrals[0]['message']})" if deferrals else "")
 
 
 def is_version(ref: messages.ModelRef | None, version: str) -> bool:
@@ -196,7 +205,7 @@ def switch_to_v2(suite: SuiteRun, models: dict[str, Path], figures: dict[str, An
     starved = log.counter("actuator", "starved_ticks")
     baseline = missed_slots(log.states_since(time.time() - BASELINE_S))[0]
     figures[f"missed_slots_in_{BASELINE_S:.0f}s_before_deploy"] = baseline
-    deploy_model(suite, models["2"], figures, "v2_deploy_deferred_rounds")
+    deploy_model(suite, models["2"], figures, "v2_deployment")
     applied_at = time.monotonic()
 
     # staging -> switching (v1 serving, v2 next, no hold) -> active v2
@@ -269,7 +278,7 @@ def reject_v3(suite: SuiteRun, models: dict[str, Path], figures: dict[str, Any])
     wait_for(lambda: any(s.state == "active" and is_version(s.model, "2") and "probation" in s.detail
                          and "passed" in s.detail for s in log.status_list()), timeout=30, interval=0.1)
     starved = log.counter("actuator", "starved_ticks")
-    deploy_model(suite, models["3"], figures, "v3_deploy_deferred_rounds")
+    deploy_model(suite, models["3"], figures, "v3_deployment")
     failed = log.wait_status(lambda s: s.state == "failed", after=before, timeout=120)
     assert is_version(failed.next_model, "3") and "out_of_limits" in failed.detail, failed
     assert is_version(failed.model, "2"), failed
@@ -286,8 +295,7 @@ def reject_v3(suite: SuiteRun, models: dict[str, Path], figures: dict[str, Any])
 
 def defer_until_estop(suite: SuiteRun, figures: dict[str, Any]) -> None:
     log = suite.log
-    wait_for(lambda: all(s.torque_enabled and not s.holding and s.chunk_id for s in log.states[-10:]),
-             timeout=20, interval=0.1)  # executing steadily: the deferral must not meet a servo bus hiccup
+    wait_executing(log)
     deferred = log.counter("model_updater", "updates.deferred")
     deploy = subprocess.Popen(suite.deploy_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
