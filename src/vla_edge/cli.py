@@ -17,6 +17,7 @@ _DELEGATED = {
     "core": "the local Greengrass core (development and CI stand-in for the nucleus)",
     "camera": "list this machine's cameras, or write one frame of a configured camera to a file",
     "emulate-arm": "serve an emulated SO-101 arm (six STS3215 servos) on a pseudo-terminal",
+    "model": "describe a LeRobot policy directory for delivery: 'vla-edge model manifest DIR'",
     "arm": "the arm's servos in joint units (status), torque off, safe poses, LeRobot calibration import",
 }
 
