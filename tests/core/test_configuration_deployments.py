@@ -180,6 +180,17 @@ def test_deferring_component_holds_the_change_back(core: LocalCore, ipc: Callabl
     wait_for(lambda: deferrer.kinds() == ["pre", "pre", "post"])
 
 
+def test_skip_notify_applies_without_asking_a_deferring_component(core: LocalCore, ipc: Callable[..., Any]) -> None:
+    deferrer = Deferrer(ipc(BETA), lambda asked: (40, "arm executing a chunk"))
+    updates = Inbox()
+    ipc(ALPHA).subscribe_to_configuration_update(key_path=["name"], on_stream_event=updates)
+    result = core.deploy_configuration({ALPHA: {"MERGE": {"name": "now"}}}, "quiet", notify=False)
+    assert result.status == "SUCCEEDED" and result.update is None  # SKIP_NOTIFY_COMPONENTS: nobody asked
+    assert core.configuration(ALPHA)["name"] == "now"
+    updates.wait_for_count(1)
+    assert deferrer.kinds() == []
+
+
 def test_configuration_changed_during_the_wait_fails_the_deployment(core: LocalCore,
                                                                    ipc: Callable[..., Any]) -> None:
     alpha = ipc(ALPHA)

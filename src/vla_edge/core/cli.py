@@ -3,7 +3,7 @@
     vla-edge core serve --run-dir DIR --recipe PATH [--recipe PATH ...] [--overrides FILE] [--thing-name NAME]
     vla-edge core env COMPONENT --run-dir DIR
     vla-edge core deploy --run-dir DIR [--update-config JSON|@FILE] [--deployment-id ID] [--timeout S]
-                         [--validation-timeout S] [--recheck-min S] [--max-wait S] [--ggc-restarting] [--json]
+                         [--validation-timeout S] [--recheck-min S] [--max-wait S] [--skip-notify] [--ggc-restarting] [--json]
 
 ``serve`` runs until SIGINT or SIGTERM and exits 0 after a clean stop (1 when the
 core cannot start). ``env`` prints ``export KEY=VALUE`` lines (shell-quoted) so a
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="componentUpdatePolicy timeout: how long each round waits for answers (default 60)")
     deploy.add_argument("--recheck-min", type=float, default=1.0, metavar="S",
                         help="shortest pause before re-asking a component that deferred (default 1, as the nucleus)")
+    deploy.add_argument("--skip-notify", action="store_true",
+                        help="with --update-config: the SKIP_NOTIFY_COMPONENTS update policy (no pre-update event, "
+                             "nobody can defer), for a model rollout the model-updater switches without stopping")
     deploy.add_argument("--max-wait", type=float, default=None, metavar="S",
                         help="proceed after this long even if components still defer (default: wait as they ask)")
     deploy.add_argument("--ggc-restarting", action="store_true", help="set isGgcRestarting in pre-update events")
@@ -123,7 +126,7 @@ def _deploy(args: argparse.Namespace) -> int:
     try:
         if args.update_config is not None:
             result = deploy_configuration(args.run_dir, load_update_config(args.update_config),
-                                          deployment_id=args.deployment_id,
+                                          deployment_id=args.deployment_id, notify=not args.skip_notify,
                                           validation_timeout_s=args.validation_timeout, **steps)
             sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n" if args.json
                              else "\n".join(describe(result)) + "\n")

@@ -119,7 +119,7 @@ class ControlServer:
                 update = parse_update_config(request.get("update"))
                 validation_timeout_s = float(request.get("validationTimeoutS", DEFAULT_VALIDATION_TIMEOUT_S))
                 work = self._deploy_configuration(deployment_id, update, validation_timeout_s,
-                                                  **_step_options(request))
+                                                  notify=bool(request.get("notify", True)), **_step_options(request))
             else:
                 return {"ok": False, "error": f"unknown op {op!r}; this core knows {', '.join(OPS)}"}
         except (TypeError, ValueError) as exc:
@@ -185,7 +185,8 @@ def control_socket(run_dir: str | Path) -> Path:
 def deploy_configuration(run_dir: str | Path, update_config: Mapping[str, Any], *, deployment_id: str | None = None,
                          timeout_s: float = DEFAULT_TIMEOUT_S, recheck_min_s: float = DEFAULT_RECHECK_MIN_S,
                          max_wait_s: float | None = None,
-                         validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S) -> DeploymentResult:
+                         validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S,
+                         notify: bool = True) -> DeploymentResult:
     """Deploy ``update_config`` (greengrass-cli's ``--update-config`` shape) to the core in ``run_dir``.
 
     Blocks until the deployment is over. A deployment that failed (a rejection) is a result
@@ -194,7 +195,7 @@ def deploy_configuration(run_dir: str | Path, update_config: Mapping[str, Any], 
     parse_update_config(update_config)  # a malformed update is the caller's error, before any connection
     request = {"op": DEPLOY_CONFIGURATION, "deploymentId": deployment_id, "update": dict(update_config),
                "timeoutS": timeout_s, "recheckMinS": recheck_min_s, "maxWaitS": max_wait_s,
-               "validationTimeoutS": validation_timeout_s}
+               "validationTimeoutS": validation_timeout_s, "notify": notify}
     answer = control_request(control_socket(run_dir), request)
     if not answer.get("ok"):
         raise CoreError(str(answer.get("error", answer)))

@@ -260,7 +260,10 @@ class ConfigurationDeployer:
     async def deploy(self, update_config: Mapping[str, ConfigurationUpdate], deployment_id: str, *,
                      timeout_s: float = DEFAULT_TIMEOUT_S, recheck_min_s: float = DEFAULT_RECHECK_MIN_S,
                      max_wait_s: float | None = None,
-                     validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S) -> DeploymentResult:
+                     validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S, notify: bool = True
+                     ) -> DeploymentResult:
+        """``notify`` False is the SKIP_NOTIFY_COMPONENTS update policy: no pre/post-update events,
+        so no component can defer (a model rollout that the model-updater switches without stopping)."""
         if validation_timeout_s <= 0 or timeout_s <= 0:
             raise CoreError("the validation timeout and the component-update timeout must be positive")
         if recheck_min_s < 0 or (max_wait_s is not None and max_wait_s < 0):
@@ -271,7 +274,7 @@ class ConfigurationDeployer:
         self._running = deployment_id
         try:
             return await self._deploy(deployment_id, bases, proposals, policies, timeout_s, recheck_min_s,
-                                      max_wait_s, validation_timeout_s)
+                                      max_wait_s, validation_timeout_s, notify)
         finally:
             self._running = None
 
@@ -293,8 +296,8 @@ class ConfigurationDeployer:
 
     async def _deploy(self, deployment_id: str, bases: dict[str, dict[str, Any]],
                       proposals: dict[str, dict[str, Any]], policies: dict[str, list[Policy]], timeout_s: float,
-                      recheck_min_s: float, max_wait_s: float | None, validation_timeout_s: float
-                      ) -> DeploymentResult:
+                      recheck_min_s: float, max_wait_s: float | None, validation_timeout_s: float,
+                      notify: bool = True) -> DeploymentResult:
         changes = {name: changed_pointers(bases[name], proposals[name]) for name in proposals}
         to_ask = [name for name in proposals if changes[name]]
         answers = await asyncio.gather(*(self._validate(name, proposals[name], deployment_id, validation_timeout_s)
@@ -313,8 +316,8 @@ class ConfigurationDeployer:
         if rejected:
             log.warning("deployment %s failed validation; nothing applied: %s", deployment_id, "; ".join(rejected))
             return result("FAILED", "; ".join(rejected), None)
-        outcome = await self.updates.negotiate(deployment_id, timeout_s=timeout_s, recheck_min_s=recheck_min_s,
-                                               max_wait_s=max_wait_s)
+        outcome = (await self.updates.negotiate(deployment_id, timeout_s=timeout_s, recheck_min_s=recheck_min_s,
+                                                max_wait_s=max_wait_s) if notify else None)
         try:
             moved = [name for name in proposals if self.services.store.snapshot(name) != bases[name]]
             if moved:
@@ -359,7 +362,8 @@ def describe(result: DeploymentResult) -> list[str]:
         answer += f" ({entry.message})" if entry.message else ""
         lines.append(f"  {entry.component}: {answer}; {_changes(entry.changed)}")
     if result.update is None:
-        lines.append("  no component-update step: nothing was applied")
+        lines.append("  no component-update step: " + ("components were not notified (skip notify)"
+                                                        if result.status == "SUCCEEDED" else "nothing was applied"))
     else:
         lines.extend(describe_outcome(result.update, indent="  "))
     if result.status == "SUCCEEDED":

@@ -267,7 +267,8 @@ class LocalCore:
     def deploy_configuration(self, update_config: Mapping[str, Any], deployment_id: str | None = None, *,
                              timeout_s: float = DEFAULT_TIMEOUT_S, recheck_min_s: float = DEFAULT_RECHECK_MIN_S,
                              max_wait_s: float | None = None,
-                             validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S) -> DeploymentResult:
+                             validation_timeout_s: float = DEFAULT_VALIDATION_TIMEOUT_S,
+                             notify: bool = True) -> DeploymentResult:
         """Deploy greengrass-cli's ``--update-config`` (see :mod:`vla_edge.core.deployments`); blocks until done.
 
         A rejection is a FAILED result; an unknown component or a bad pointer a ConfigurationError.
@@ -275,7 +276,7 @@ class LocalCore:
         update = parse_update_config(update_config)
         return self._call(self.deployer.deploy(
             update, deployment_id or str(uuid.uuid4()), timeout_s=timeout_s, recheck_min_s=recheck_min_s,
-            max_wait_s=max_wait_s, validation_timeout_s=validation_timeout_s), None)
+            max_wait_s=max_wait_s, validation_timeout_s=validation_timeout_s, notify=notify), None)
 
     def propose_configuration(self, component: str, configuration: Mapping[str, Any], timeout: float = 10.0, *,
                               apply: bool = False) -> ValidityReport | None:
