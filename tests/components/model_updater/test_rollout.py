@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from support import wait_for
-from support.updater import FakeInference, UpdaterHarness
+from support.updater import FakeInference, Loaded, UpdaterHarness
 
 from vla_edge import messages
+from vla_edge.bus.memory import InMemoryBroker
 from vla_edge.components.model_updater.config import so101_joint_limits
 from vla_edge.models import directory_digest
 from vla_edge.updater.store import ModelStore
@@ -208,3 +209,80 @@ def test_a_store_that_cannot_record_the_switch_switches_back(harness: Callable[.
     failed = assert_v1_still_serves(updater, fake, v1, store_dir, "update_failed")
     assert "No space left" in failed.detail
     assert fake.loaded() == [v1.ref]
+
+
+@pytest.fixture
+def quick_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vla_edge.components.model_updater import orchestrator, rollout
+
+    monkeypatch.setattr(orchestrator, "RETRY_S", 0.05)
+    monkeypatch.setattr(rollout, "PROBE_EVERY_S", 0.05)
+
+
+def test_a_rollout_waits_for_an_inference_component_still_starting(
+        quick_retry: None, harness: Callable[..., UpdaterHarness], fake: FakeInference, v1: Published,
+        publish: Callable[..., Published], store_dir: Path) -> None:
+    v2 = publish("2")
+    fake.silent.update({"stage", "activate", "discard"})  # loading, not subscribed yet: commands go nowhere
+    updater = harness(model={"source": "local", "path": str(v2.path)}, switchTimeoutS=0.2)
+    waiting = updater.wait_status("staging")
+    wait_for(lambda: any("waiting for the inference component" in s.detail for s in updater.statuses))
+    assert waiting.model == v1.ref
+    assert ("stage", "2") not in actions(fake), "nothing is staged before the inference component reports"
+    fake.silent.clear()
+    fake.announce()  # it started (serving v1) and listens now
+    updater.wait_status("active", v2.ref)
+    assert fake.serving is not None and fake.serving.ref == v2.ref
+    assert ModelStore(store_dir).record().active == v2.ref
+    assert updater.component.counters.get("rollouts.succeeded") == 1
+    assert not any(s.state == "failed" for s in updater.statuses)
+
+
+def test_an_inference_restart_mid_stage_is_retried(quick_retry: None, harness: Callable[..., UpdaterHarness],
+                                                    fake: FakeInference, v1: Published,
+                                                    publish: Callable[..., Published], store_dir: Path) -> None:
+    v2 = publish("2")
+    fake.silent.add("stage")  # the first stage is lost: the component restarts meanwhile
+    updater = harness(model={"source": "local", "path": str(v2.path)})
+    wait_for(lambda: ("stage", "2") in actions(fake))
+    fake.silent.clear()
+    assert fake.serving is not None
+    fake.restart(fake.serving)
+    updater.wait_status("active", v2.ref)
+    assert updater.component.counters.get("rollouts.retried.inference_restarted") == 1
+    assert updater.component.counters.get("rollouts.failed.inference_restarted") == 0
+    assert [a for a in actions(fake) if a[0] == "stage"] == [("stage", "2"), ("stage", "2")]
+    assert v2.ref not in updater.component.orchestrator._bad  # type: ignore[attr-defined]
+    assert ModelStore(store_dir).record().active == v2.ref and fake.loaded()[0] == v2.ref
+    wait_for(lambda: updater.bus.states[-1] == "RUNNING")
+
+
+def test_the_inference_announcing_the_desired_model_is_recorded(
+        quick_retry: None, broker: InMemoryBroker, harness: Callable[..., UpdaterHarness],
+        publish: Callable[..., Published], store_dir: Path) -> None:
+    v1 = publish("1")
+    fake = FakeInference(broker, Loaded(v1.ref, str(v1.path), 100.0))
+    fake.silent.add("stage")  # still loading v1 from its own path: the stage is lost
+    updater = harness(model={"source": "local", "path": str(v1.path)})  # nothing in the store yet
+    wait_for(lambda: ("stage", "1") in actions(fake))
+    fake.silent.clear()
+    fake.announce()  # it loaded v1 itself, from the same path
+    wait_for(lambda: ModelStore(store_dir).record().active == v1.ref)
+    wait_for(lambda: updater.latest() is not None and updater.latest().state == "active"  # type: ignore[union-attr]
+             and "adopted" not in updater.latest().detail)  # type: ignore[union-attr]
+    assert not any(s.state == "failed" for s in updater.statuses)
+    assert ModelStore(store_dir).get(v1.ref) is not None
+
+
+def test_a_real_failure_is_not_retried(quick_retry: None, harness: Callable[..., UpdaterHarness],
+                                       fake: FakeInference, v1: Published, publish: Callable[..., Published],
+                                       store_dir: Path) -> None:
+    import time
+
+    v2 = publish("2")
+    fake.failures["2"] = ("stage", "load_failed")
+    updater = harness(model={"source": "local", "path": str(v2.path)})
+    assert_v1_still_serves(updater, fake, v1, store_dir, "load_failed")
+    time.sleep(0.5)  # ten backoffs' worth
+    assert [a for a in actions(fake) if a[0] == "stage"] == [("stage", "2")]
+    assert updater.component.counters.get("rollouts.retried.load_failed") == 0

@@ -8,7 +8,11 @@ before ``publish`` returns.
 
 A ``serving`` report without a request id is the inference component's announcement on start.
 Arriving while commands wait, it means the component restarted and lost them: those waits end
-at once with a ``failed``/``inference_restarted`` answer instead of running into their timeouts.
+at once with a ``failed``/``inference_restarted`` answer instead of running into their timeouts
+(the orchestrator retries such a rollout: nothing was wrong with the model).
+
+:attr:`InferenceChannel.heard` tells whether any report came at all: an inference component that
+has not announced itself (still loading, not subscribed yet) does not receive commands.
 """
 
 from __future__ import annotations
@@ -42,6 +46,23 @@ class InferenceChannel:
         self._waiting: dict[str, list[messages.ModelReport]] = {}
         self._progress: dict[str, ProgressHandler] = {}
         self._closed = False
+        self._heard = False
+
+    @property
+    def heard(self) -> bool:
+        """Whether the inference component reported anything yet (its start announcement or an answer)."""
+        return self._heard
+
+    def wait_heard(self, timeout_s: float) -> bool:
+        """Wait until the inference component reported anything (True), the timeout, or close (False)."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not self._heard:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._changed.wait(remaining)
+            return True
 
     @property
     def closed(self) -> bool:
@@ -100,9 +121,12 @@ class InferenceChannel:
     def on_report(self, report: messages.ModelReport) -> bool:
         """Hand a report to whoever waits for it; False when nobody does (unsolicited or late)."""
         with self._changed:
+            first = not self._heard
+            self._heard = True
+            self._changed.notify_all()
             if report.request_id is None:
                 if report.state == "serving" and self._waiting:
-                    self._fail_all_waiting(report)
+                    self._fail_all_waiting(report, first)
                 return False
             if report.request_id not in self._waiting:
                 return False
@@ -113,9 +137,11 @@ class InferenceChannel:
             progress(report)
         return True
 
-    def _fail_all_waiting(self, announcement: messages.ModelReport) -> None:
-        detail = (f"the inference component restarted (it now serves {announcement.model.name} "
-                  f"{announcement.model.version}) and dropped this command")
+    def _fail_all_waiting(self, announcement: messages.ModelReport, first: bool) -> None:
+        served = f"{announcement.model.name} {announcement.model.version}"
+        detail = (f"the inference component started after this command was sent (it now serves {served}) and did "
+                  "not receive it" if first else
+                  f"the inference component restarted (it now serves {served}) and dropped this command")
         for request_id, reports in self._waiting.items():
             reports.append(messages.ModelReport(t=time.time(), request_id=request_id, model=announcement.model,
                                                 state="failed", reason="inference_restarted", detail=detail))

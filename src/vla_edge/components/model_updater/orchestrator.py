@@ -14,7 +14,9 @@ from the inference component (it is not in the store, so the store cannot record
 to it), the new model is recorded when its probation passes.
 
 A desired model whose rollout ended (well or not) is not tried again until the desired model
-changes, and a version rolled back from is never rolled out again (the store remembers it).
+changes, except after a transient failure (the inference component was not up yet, or restarted
+during the rollout): that rollout is tried again after a backoff (RETRY_S, doubling up to
+RETRY_MAX_S), the verified files kept in the store; and a version rolled back from is never rolled out again (the store remembers it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from vla_edge import messages
@@ -49,6 +52,9 @@ from vla_edge.updater.store import ModelStore
 
 Job = Callable[[], None]
 WORKER_POLL_S = 0.1
+RETRY_S = 5.0
+"""After a transient rollout failure, the first wait before trying again (doubled each time, to RETRY_MAX_S)."""
+RETRY_MAX_S = 60.0
 START_CHECK_S = 10.0
 """On start, how long to wait for the inference component to confirm the recorded model (it may not run yet)."""
 
@@ -73,6 +79,8 @@ class Orchestrator:
         self.current: Serving | None = None
         self.desired: ModelSpec = config().desired()
         self._settled: ModelSpec | None = None
+        self._retry_at = 0.0  # time.monotonic(): the backoff is real time, whatever clock drives probations
+        self._retries = 0
         self._bad: set[messages.ModelRef] = set()
         self._health = HealthBaseline()
         self.probation: Probation | None = None
@@ -211,27 +219,45 @@ class Orchestrator:
     def _rollout_due(self) -> bool:
         with self._lock:
             spec, settled, probation = self.desired, self._settled, self.probation
-        return spec.source not in ("none", "image") and probation is None and spec != settled
+        return (spec.source not in ("none", "image") and probation is None and spec != settled
+                and time.monotonic() >= self._retry_at)
 
     def _rollout(self) -> None:
         config = self._config()
         with self._lock:
             spec = self.desired
-            self._settled = spec
         current = self.current
         try:
             switched = Rollout(self.ctx, config, spec, current, self._bad).run()
         except Abandoned:
+            self._settled = spec
             self.log.warning("rollout of %s abandoned: the component is stopping", spec.describe())
             return
         except RolloutFailed as failure:
+            if failure.transient:
+                self._retry_later(spec, failure)
+                return
+            self._settled, self._retries = spec, 0
             self._fail(failure.reason, failure.detail, failure.model)
             return
+        self._settled, self._retries = spec, 0
         if switched is None:
             if current is not None:
                 self.ctx.publish(current.status("active", f"{spec.describe()} is the active model"))
             return
         self._switched(switched, spec, config)
+
+    def _retry_later(self, spec: ModelSpec, failure: RolloutFailed) -> None:
+        """Not the model's fault: leave the desired model unsettled and try again after a backoff."""
+        wait = min(RETRY_S * 2 ** self._retries, RETRY_MAX_S)
+        self._retries += 1
+        self._retry_at = time.monotonic() + wait
+        self.counters.add(f"rollouts.retried.{failure.reason}")
+        name = f"{failure.model.name} {failure.model.version}" if failure.model else spec.describe()
+        self.log.warning("rollout of %s interrupted (%s): %s; trying again in %.0f s", name, failure.reason,
+                         failure.detail, wait)
+        self.ctx.publish(status_of(self.current, "staging", f"{name}: waiting for the inference component "
+                                   f"({failure.reason}: {failure.detail}); trying again in {wait:.0f} s"))
 
     def _switched(self, switched: Switched, spec: ModelSpec, config: ModelUpdaterConfig) -> None:
         new, previous = switched.new, switched.previous

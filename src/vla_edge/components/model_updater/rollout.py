@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from vla_edge import messages
 from vla_edge.components.base import Counters
-from vla_edge.components.model_updater.channel import InferenceChannel
+from vla_edge.components.model_updater.channel import TERMINAL, InferenceChannel
 from vla_edge.components.model_updater.config import ModelSpec, ModelUpdaterConfig
 from vla_edge.components.model_updater.sources import ModelSources
 from vla_edge.errors import ModelUpdateError, VlaEdgeError
@@ -34,6 +34,13 @@ from vla_edge.updater.store import InstalledModel, ModelStore
 
 PROGRESS_EVERY_S = 1.0
 """Download progress goes on the status topic at most this often."""
+ANNOUNCE_WAIT_S = 30.0
+"""Before staging: how long a rollout waits for a silent inference component to report (then it is retried)."""
+TERMINAL_DISCARD = TERMINAL["discard"]
+PROBE_EVERY_S = 2.0
+"""While waiting for it: how often a harmless ``discard`` of the new model asks a running one to answer."""
+TRANSIENT = frozenset({"inference_restarted", "inference_unavailable"})
+"""Failure reasons that say nothing about the model: the rollout is tried again after a backoff."""
 Phase = Literal["idle", "staging", "switching", "probation"]
 T = TypeVar("T")
 
@@ -45,11 +52,14 @@ class Abandoned(ModelUpdateError):
 class RolloutFailed(ModelUpdateError):
     """A rollout step failed; ``reason`` is the label for counters and the status topic."""
 
-    def __init__(self, reason: str, detail: str, model: messages.ModelRef | None = None) -> None:
+    def __init__(self, reason: str, detail: str, model: messages.ModelRef | None = None,
+                 transient: bool = False) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.model = model
+        self.transient = transient or reason in TRANSIENT
+        """The inference component was away or restarted: retry later, keep the verified files."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,8 @@ class Rollout:
         ctx.set_phase("staging")
         ctx.publish(status_of(self.current, "staging", f"{self.spec.describe()}: reading the manifest"))
         manifest = self._call(lambda: ctx.sources.manifest(self.spec))
-        if self.current is not None and self.current.ref == manifest.ref:
+        adopting = self.current is not None and self.current.ref == manifest.ref and self.current.source == "image"
+        if self.current is not None and self.current.ref == manifest.ref and not adopting:
             ctx.log.info("%s %s from %s is already active", manifest.name, manifest.version, self.spec.describe())
             return None
         if manifest.ref in self.refused:
@@ -148,6 +159,9 @@ class Rollout:
         mbps = fetched.bytes_fetched / 1e6 / fetched.seconds if fetched.bytes_fetched and fetched.seconds > 0 else None
         verified_at = time.monotonic()  # figures are real durations, whatever clock drives the logic
         new = Serving.from_store(fetched.model, manifest)
+        if adopting:  # it serves this model already (loaded from its own path): record it, nothing to switch
+            ctx.log.info("the inference component serves %s already; recording it from the store", new.name)
+            return Switched(new, None, False, mbps, None)
         try:
             if self._stage(new, manifest):
                 self._activate(new)
@@ -187,7 +201,10 @@ class Rollout:
         return report
 
     def _stage_request(self, new: Serving, manifest: ModelManifest, allow_unload: bool) -> messages.ModelReport:
+        answered: list[bool] = []
+
         def progress(report: messages.ModelReport) -> None:
+            answered.append(True)
             if report.state in ("validating", "loading"):
                 where = " beside the serving model" if report.state == "loading" and report.beside else ""
                 self.ctx.publish(status_of(self.current, "switching" if self._hold else "staging",
@@ -203,13 +220,17 @@ class Rollout:
             self._no_answer()
             self._staged = True  # it may still be loading: unload it when giving up
             raise RolloutFailed("stage_timeout", f"the inference component did not report {new.name} staged within "
-                                f"{self.config.stage_timeout_s:.0f} s (stageTimeoutS); is it running?", new.ref)
+                                f"{self.config.stage_timeout_s:.0f} s (stageTimeoutS); is it running?", new.ref,
+                                transient=not answered)  # never answered: it was away, not the model's fault
         return report
 
     def _stage(self, new: Serving, manifest: ModelManifest) -> bool:
         """Validate and load beside (or, short of memory, instead of) the serving model; False: it serves already."""
+        self._await_inference(new)
         self.ctx.publish(status_of(self.current, "staging", f"{new.name}: verified; staging in the inference component"))
         report = self._stage_request(new, manifest, allow_unload=False)
+        if self._serves_already(new, report):
+            return False
         if report.state == "failed" and report.reason == "slot_occupied" and self._free_slot(new):
             report = self._stage_request(new, manifest, allow_unload=False)
         if report.state == "failed" and report.reason == "insufficient_memory" and self.current is not None:
@@ -221,10 +242,41 @@ class Rollout:
                                        f"{new.name} together: the arm holds while {new.name} replaces it",
                                        next_model=new.ref, hold=True, next_norm_mode=new.norm_mode))
             report = self._stage_request(new, manifest, allow_unload=True)
+        if self._serves_already(new, report):
+            return False
         if report.state == "failed":
             raise RolloutFailed(report.reason or "stage_failed", report.detail or "staging failed", new.ref)
         self._staged = True
         return report.state != "serving"
+
+    def _await_inference(self, new: Serving) -> None:
+        """Wait (bounded) until the inference component reported anything: a command it does not hear is lost."""
+        channel = self.ctx.channel
+        if channel.heard:
+            return
+        bound = min(ANNOUNCE_WAIT_S, self.config.stage_timeout_s)
+        self.ctx.publish(status_of(self.current, "staging", f"{new.name}: verified; waiting for the inference "
+                                   f"component to announce itself (it may still be starting; up to {bound:.0f} s, "
+                                   "then retried)"))
+        self.ctx.log.info("waiting for the inference component to report before staging %s", new.name)
+        deadline = time.monotonic() + bound
+        while not channel.heard:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RolloutFailed("inference_unavailable", f"the inference component did not report within "
+                                    f"{bound:.0f} s; {new.name} is staged once it does", new.ref)
+            # a running component that announced before this updater listened answers this at no cost
+            request_id = channel.send("discard", new.ref, new.path or "")
+            channel.wait(request_id, TERMINAL_DISCARD, min(PROBE_EVERY_S, remaining))
+            self._no_answer()
+
+    def _serves_already(self, new: Serving, report: messages.ModelReport) -> bool:
+        """The inference component (re)started serving the new model itself (e.g. from the same path)."""
+        if report.state == "failed" and report.reason == "inference_restarted" and report.model == new.ref:
+            self.ctx.log.info("the inference component started serving %s itself; taking it as staged", new.name)
+            self._staged = True
+            return True
+        return False
 
     def _free_slot(self, new: Serving) -> bool:
         """Unload whatever known model is loaded beside the serving one; True when there was one to try.
@@ -276,6 +328,11 @@ class Rollout:
                 notes.append(f"{current.name} serves again")
         elif current is not None:
             notes.append(f"{current.name} keeps serving")
+        if failure.transient and not self._activated:
+            ctx.log.info("%s stays verified in the store for the retry (%s)", new.name, failure.reason)
+            if notes:
+                failure.detail = f"{failure.detail}; {'; '.join(notes)}"
+            return
         if self._staged or self._activated:
             report = ctx.channel.request("discard", new.ref, self.config.switch_timeout_s, new.path or "")
             if report is None or report.state != "unloaded":
