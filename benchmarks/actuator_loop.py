@@ -198,9 +198,10 @@ def run_component(hz: float, seconds: float, estops: int) -> dict[str, Any]:
             counters = component.counters.snapshot()
             latencies: list[float] = []
             failures = 0
+            not_armed = 0  # torque did not come back on within 5 s (a fault stop under way): no e-stop sent
             for _ in range(estops):
                 if wait_for(lambda: all(emulator.torque_enabled().values()), 5.0, 0.001) is None:
-                    failures += 1
+                    not_armed += 1
                     continue
                 time.sleep(0.05 + (len(latencies) % 7) * dt / 7)  # land at different points of the tick
                 topic, payload = messages.encode(messages.EStop(t=time.time(), engaged=True, source="bench"))
@@ -226,6 +227,7 @@ def run_component(hz: float, seconds: float, estops: int) -> dict[str, Any]:
         "sync_write_ms": summary_ms(servos.writes),
         "estop_to_torque_off_ms": summary_ms(latencies),
         "estop_failures": failures,
+        "estop_not_armed": not_armed,
         "counters": {k: v for k, v in counters.items() if not k.startswith(("published.", "received."))},
     }
 
@@ -314,7 +316,8 @@ def render(results: dict[str, Any]) -> str:
     for rate in results["rates"]:
         c = rate["component"]
         if c["estop_failures"] or any(k.startswith(("bus_errors", "tick_overruns", "actions_dropped")) for k in c["counters"]):
-            lines.append(f"{rate['hz']:.0f} Hz component counters: {c['counters']}; e-stop failures {c['estop_failures']}")
+            lines.append(f"{rate['hz']:.0f} Hz component counters: {c['counters']}; e-stop failures {c['estop_failures']}, "
+                         f"e-stops not tried (torque was off) {c['estop_not_armed']}")
         if rate["baseline"]["bus_errors"]:
             lines.append(f"{rate['hz']:.0f} Hz baseline: {rate['baseline']['bus_errors']} ticks lost a transaction (no retries)")
     return "\n".join(lines)

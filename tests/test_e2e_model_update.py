@@ -15,12 +15,11 @@ the emulated arm owned by the test) and starts on model v1. Then, as an operator
 3. deploy with no change (``vla-edge core deploy``, the component-update step alone) while the
    arm executes: the model-updater defers it ("executing"); an e-stop (torque off) lets it go.
 
-Why v2 and v3 go out with ``--max-wait``: a configuration deployment runs the component-update
-step too, so the updater defers it while the arm executes, exactly as it defers step 3, and the
-model never reaches it (the arm executes as long as the model drives it). A fleet would send a
-model-only deployment with componentUpdatePolicy SKIP_NOTIFY_COMPONENTS; ``vla-edge core deploy``
-has no such option, and ``--max-wait`` (the local core's cap on deferrals) is the nearest thing.
-How each went (deferred, then let through) is printed; step 3 asserts the deferral.
+Why v2 and v3 go out with ``--skip-notify``: a configuration deployment with the default update
+policy runs the component-update step too, so the updater would defer it while the arm executes,
+exactly as it defers step 3, and the model would never reach it (the arm executes as long as the
+model drives it). A model-only rollout is sent with componentUpdatePolicy SKIP_NOTIFY_COMPONENTS:
+the updater itself switches without stopping the arm. Step 3 asserts the deferral.
 
 The arm emulator is the test's own, in a process of its own: in the test process it would wait
 for the GIL behind the bus listener and miss the actuator's packet timeout. What fails in other
@@ -110,18 +109,15 @@ def wait_executing(log: BusLog) -> None:
 def deploy_model(suite: SuiteRun, path: Path, figures: dict[str, Any], key: str) -> None:
     """``vla-edge core deploy --update-config`` of ``model: {source: local, path}`` while the arm executes.
 
-    The updater defers it while the arm executes, until ``--max-wait`` lets it through (see the module
-    docstring); how it went is a figure, not an assertion: the deferral itself is asserted in
-    :func:`defer_until_estop`, and a servo bus hiccup at the moment of asking would let it through at once.
+    Sent with SKIP_NOTIFY_COMPONENTS (``--skip-notify``, see the module docstring): nobody is asked to
+    defer, the updater switches models without stopping the arm.
     """
     wait_executing(suite.log)
     update = {UPDATER: {"MERGE": {"model": {"source": "local", "path": str(path)}}}}
-    deployed = suite.deploy(update, "--max-wait", "2")
+    deployed = suite.deploy(update, "--skip-notify")
     assert deployed["exit"] == 0 and deployed["status"] == "SUCCEEDED", deployed
-    outcome = deployed["update"]
-    deferrals = deferred_by_updater(outcome)
-    figures[key] = f"{outcome['reason']} after {len(deferrals)} deferral(s)" + (
-        f" ({deferrals[0]['message']})" if deferrals else "")
+    assert deployed["update"] is None, deployed  # no component-update step was run
+    figures[key] = "applied without a component-update step (skip notify)"
 
 
 def is_version(ref: messages.ModelRef | None, version: str) -> bool:
