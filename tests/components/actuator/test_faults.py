@@ -27,8 +27,8 @@ from vla_edge.motors.feetech import tables as t
 from vla_edge.motors.feetech.emulator import ArmEmulator
 
 STEP_TICKS = degrees_to_ticks(5.0) - 2048  # maxStepDeg default, in ticks
-SLOW = {"controlHz": 2.0, "maxActionLagS": 0.5, "holdAfterS": 2.0, "packetTimeoutMs": 100.0}
-"""Ticks of 0.5 s: room for a 100 ms packet timeout and a retry inside one tick even on a loaded machine."""
+SLOW = {"controlHz": 2.0, "maxActionLagS": 0.5, "holdAfterS": 2.0, "packetTimeoutMs": 200.0}
+"""Ticks of 0.5 s: room for a 200 ms packet timeout and a retry inside one tick even on a loaded machine."""
 
 
 def ramp(first: float, last: float, steps: int) -> list[list[float]]:
