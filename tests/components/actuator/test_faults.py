@@ -73,15 +73,15 @@ def test_error_bits_are_reported_then_stop_the_arm_and_a_fresh_action_recovers_i
     component = harness.component
     harness.wait_ticks(2)
     harness.publish(chunk([[10.0, 0, 0, 0, 0, 0]] * 600))  # 20 s of plan: goals keep coming until the stop
-    wait_for(lambda: emulator.goal_positions()[1] == degrees_to_ticks(10.0))
+    wait_for(lambda: emulator.goal_positions()[1] == degrees_to_ticks(10.0), timeout=30)
 
     emulator.set_error_bits(3, bit)
-    wait_for(lambda: component.detail.startswith("fault stop, torque off"))
+    wait_for(lambda: component.detail.startswith("fault stop, torque off"), timeout=30)
     assert component.state == "ERRORED"
     assert re.search(rf"elbow_flex \(servo 3\): {name.replace('_', ' ')}", component.detail), component.detail
     assert component.counters.get(f"servo_faults.{name}") >= 3
     assert component.counters.get("safety.fault_torque_off") == 1
-    wait_for(lambda: not any(emulator.torque_enabled().values()))
+    wait_for(lambda: not any(emulator.torque_enabled().values()), timeout=30)
     writes = len(emulator.goal_writes())
     harness.wait_ticks(10)
     assert len(emulator.goal_writes()) == writes, "no goal may be written during a fault stop"
@@ -89,17 +89,17 @@ def test_error_bits_are_reported_then_stop_the_arm_and_a_fresh_action_recovers_i
     assert not harness.last_state().torque_enabled
 
     emulator.set_error_bits(3, 0)
-    wait_for(lambda: component.counters.get("safety.fault_recovered") == 1)
-    wait_for(lambda: component.state == "RUNNING")
+    wait_for(lambda: component.counters.get("safety.fault_recovered") == 1, timeout=30)
+    wait_for(lambda: component.state == "RUNNING", timeout=30)
     emulator.set_position(1, 2300)  # pushed by hand while limp
-    wait_for(lambda: abs(harness.last_state().positions[0] - 22.1) < 0.2)
+    wait_for(lambda: abs(harness.last_state().positions[0] - 22.1) < 0.2, timeout=30)
     harness.wait_ticks(5)
     assert not any(emulator.torque_enabled().values()), "the arm stays limp until a fresh action"
     assert len(emulator.goal_writes()) == writes
 
     harness.publish(chunk([[-10.0, 0, 0, 0, 0, 0]] * 120))
-    wait_for(lambda: all(emulator.torque_enabled().values()))
-    wait_for(lambda: emulator.goal_positions()[1] == degrees_to_ticks(-10.0))
+    wait_for(lambda: all(emulator.torque_enabled().values()), timeout=30)
+    wait_for(lambda: emulator.goal_positions()[1] == degrees_to_ticks(-10.0), timeout=30)
     after = [goal for _, servo, goal in emulator.goal_writes()[writes:] if servo == 1]
     assert abs(after[0] - 2300) <= 1, f"torque returns holding the measured position, not the old goal: {after[:3]}"
     assert all(abs(b - a) <= STEP_TICKS for a, b in itertools.pairwise(after)), after
