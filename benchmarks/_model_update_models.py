@@ -22,6 +22,7 @@ from vla_edge import messages
 from vla_edge.bus.base import Bus
 from vla_edge.cameras.ring import FrameRing
 from vla_edge.models import write_identity
+from vla_edge.policies.demo import save_random_policy
 
 CAMERA = "front"
 IMAGE_SHAPE = (3, 120, 160)
@@ -37,7 +38,6 @@ def save_act_version(directory: Path, name: str, version: str, seed: int) -> Pat
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     image_key = f"observation.images.{CAMERA}"
     config = ACTConfig(
@@ -55,14 +55,7 @@ def save_act_version(directory: Path, name: str, version: str, seed: int) -> Pat
         image_key: {"mean": torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1),
                     "std": torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)},
     }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        policy = get_policy_class(config.type)(config)
-    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=stats)
-    directory.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(directory)
-    preprocessor.save_pretrained(directory)
-    postprocessor.save_pretrained(directory)
+    save_random_policy(config, stats, directory, seed)
     write_identity(directory, name, version)
     return directory
 

@@ -23,6 +23,7 @@ from vla_edge.policies.demo import (
     DEMO_CHUNK,
     DEMO_IMAGE_SHAPE,
     DEMO_JOINTS,
+    save_random_policy,
 )
 
 MODEL_NAME = "pick-place"
@@ -45,7 +46,6 @@ def save_suite_act(directory: Path, stats: ActionStats, seed: int) -> Path:
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     image = f"observation.images.{DEMO_CAMERA}"
     config = ACTConfig(
@@ -65,14 +65,7 @@ def save_suite_act(directory: Path, stats: ActionStats, seed: int) -> Path:
         image: {"mean": torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1),
                 "std": torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)},
     }  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        policy = get_policy_class(config.type)(config)
-    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=dataset_stats)
-    directory.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(directory)
-    preprocessor.save_pretrained(directory)
-    postprocessor.save_pretrained(directory)
+    save_random_policy(config, dataset_stats, directory, seed)
     return directory
 
 

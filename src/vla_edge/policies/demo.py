@@ -95,11 +95,27 @@ def ensure_demo_policy(cache_dir: Path) -> Path:
     return target
 
 
+def save_random_policy(config: object, dataset_stats: dict, directory: Path, seed: int) -> Path:
+    """Save a LeRobot policy of ``config`` with seeded random weights and its processors (``dataset_stats``),
+    with LeRobot's own ``save_pretrained``: what the demo policy, test models and benchmarks are made of."""
+    import torch
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = get_policy_class(config.type)(config)  # type: ignore[attr-defined]
+    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=dataset_stats)
+    directory.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(directory)
+    preprocessor.save_pretrained(directory)
+    postprocessor.save_pretrained(directory)
+    return directory
+
+
 def _build(directory: Path) -> None:
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     config = ACTConfig(
         device="cpu",
@@ -135,13 +151,7 @@ def _build(directory: Path) -> None:
             "std": torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1),
         },
     }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(DEMO_SEED)
-        policy = get_policy_class(config.type)(config)
-    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=stats)
-    policy.save_pretrained(directory)
-    preprocessor.save_pretrained(directory)
-    postprocessor.save_pretrained(directory)
+    save_random_policy(config, stats, directory, DEMO_SEED)
     write_identity(
         directory,
         DEMO_NAME,
