@@ -1,7 +1,7 @@
 """The whole suite as separate processes over the real IPC protocol, driving emulated servos.
 
 ``vla-edge up`` runs the local core and the four components; the test owns the arm
-emulator (so it can read every goal the servos received) and listens on the bus with
+emulator (in a process of its own, so it can read every goal the servos received) and listens on the bus with
 the real SDK client. It then checks, tick by tick, that each goal written is the
 policy's action passed through the safety clamps, that those goals reached the
 servos, and that bad messages injected mid-run are counted while everything keeps
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import wait_for
+from support.emulator_process import EmulatorProcess
 from support.ipc import short_run_dir
 
 from vla_edge import messages
@@ -27,7 +28,6 @@ from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.safety import clamp_goal
 from vla_edge.components.actuator.units import degrees_to_ticks, ticks_to_degrees
 from vla_edge.errors import MessageError
-from vla_edge.motors.feetech.emulator import ArmEmulator
 
 pytestmark = pytest.mark.e2e
 
@@ -96,12 +96,11 @@ def test_suite_drives_emulated_servos_within_safety_clamps(
     from vla_edge.bus.ipc import GreengrassIpcBus
     from vla_edge.core.server import component_environment
 
-    emulator = ArmEmulator()
-    emulator.start()
+    emulator = EmulatorProcess()
     work = tmp_path_factory.mktemp("up")
     stderr_path = work / "up.stderr"
-    # The emulator shares this test's process (the test reads every goal it received): give its
-    # replies room on a busy two-core machine, so a late answer is not taken for a servo fault.
+    # Room for the emulated servos' replies on a busy two-core machine, so a late answer is
+    # not taken for a servo fault.
     (work / "suite.json").write_text(json.dumps({"com.vlaedge.Actuator": {"packetTimeoutMs": 200.0}}))
     recorder = Recorder()
     try:
@@ -124,6 +123,7 @@ def test_suite_drives_emulated_servos_within_safety_clamps(
                 if up.poll() is None:
                     up.kill()
                     up.wait()
+        goal_writes = emulator.goal_writes()
     finally:
         emulator.stop()
 
@@ -159,7 +159,7 @@ def test_suite_drives_emulated_servos_within_safety_clamps(
     assert checked >= 20, f"only {checked} ticks executed policy actions"
 
     writes: dict[int, list[int]] = {}
-    for _, servo, ticks in emulator.goal_writes():
+    for _, servo, ticks in goal_writes:
         writes.setdefault(servo, []).append(ticks)
     for index, joint in enumerate(config.joints):
         degrees = [ticks_to_degrees(t) for t in writes[joint.id]]

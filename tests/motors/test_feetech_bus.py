@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import termios
+import time
 
 import pytest
 from serial import SerialException
@@ -89,6 +90,24 @@ def test_corrupted_status_packet_raises_and_the_bus_recovers(bus: FeetechBus, em
     assert info.value.result == "COMM_RX_CORRUPT"  # what the actuator's retry policy looks at
     assert bus.is_connected
     assert bus.sync_read_positions() == {i: 2048 for i in IDS}
+
+
+def test_a_late_reply_is_not_taken_for_the_answer_to_the_next_request(emulator: ArmEmulator) -> None:
+    """A reply that comes after the bus gave up waiting is still on the line at the next
+    request (the SDK flushes output only); it must not be read as that request's answer."""
+    servo_bus = FeetechBus(ServoBusConfig(port=emulator.device_path, motor_ids=IDS, packet_timeout_ms=500))
+    servo_bus.connect()
+    try:
+        emulator.set_position(1, 1000)
+        emulator.delay_next_replies(1.5)  # servo 1's answer, and the others queued behind it
+        with pytest.raises(ServoCommError, match="COMM_RX_TIMEOUT"):
+            servo_bus.sync_read_positions()
+        time.sleep(2.0)  # every late status packet of the first request has reached the client's side
+        telemetry = servo_bus.sync_read_telemetry()  # a longer span than the stale 2-byte answers
+        assert {i: r.position for i, r in telemetry.items()} == emulator.present_positions()
+        assert servo_bus.sync_read_positions() == emulator.present_positions()
+    finally:
+        servo_bus.disconnect()
 
 
 def test_silent_servo_times_out_with_its_id(bus: FeetechBus, emulator: ArmEmulator) -> None:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from support.emulator_process import EmulatorProcess
 from vla_edge import messages
 from vla_edge.bus.memory import InMemoryBroker
 from vla_edge.components.actuator.component import ActuatorComponent
@@ -20,7 +21,7 @@ NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_rol
 
 @dataclass
 class Harness:
-    emulator: ArmEmulator
+    emulator: ArmEmulator | EmulatorProcess
     broker: InMemoryBroker
     component: ActuatorComponent
     thread: threading.Thread
@@ -79,7 +80,7 @@ def actuator_config(port: str, **overrides: Any) -> ActuatorConfig:
     return load_config(ActuatorConfig, raw)
 
 
-def start(emulator: ArmEmulator, config: ActuatorConfig) -> Harness:
+def start(emulator: ArmEmulator | EmulatorProcess, config: ActuatorConfig) -> Harness:
     broker = InMemoryBroker()
     component = ActuatorComponent(broker.bus(), config)
     stop = threading.Event()

@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 from support.actuator import Harness, actuator_config, finish, start
-
-from vla_edge.motors.feetech.emulator import ArmEmulator
+from support.emulator_process import EmulatorProcess
 
 
 @pytest.fixture
-def emulator() -> Iterator[ArmEmulator]:
-    with ArmEmulator(6) as emu:
+def emulator() -> Iterator[EmulatorProcess]:
+    """Six emulated servos in a process of their own (see ``support.emulator_process``)."""
+    with EmulatorProcess(6) as emu:
         yield emu
 
 
 @pytest.fixture
-def make_actuator(emulator: ArmEmulator) -> Iterator[Any]:
+def make_actuator(emulator: EmulatorProcess) -> Iterator[Any]:
     started: list[Harness] = []
 
     def make(**overrides: Any) -> Harness:

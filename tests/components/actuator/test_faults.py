@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from support import wait_for
 from support.actuator import MODEL, Harness, actuator_config, chunk, finish, start
+from support.emulator_process import EmulatorProcess
 from support.servos import FakeServoBus
 from support.so101_calibration import SO101_CALIBRATION
 
@@ -44,18 +45,19 @@ def counters(harness: Harness) -> dict[str, int]:
 
 @pytest.mark.parametrize(("inject", "kind"), [("drop_next_replies", "timeout"), ("corrupt_next_replies", "corrupt")])
 def test_a_lost_or_corrupt_reply_is_retried_within_the_tick(
-    make_actuator, emulator: ArmEmulator, inject: str, kind: str
+    make_actuator, emulator: EmulatorProcess, inject: str, kind: str
 ) -> None:
     harness = make_actuator(**SLOW)
     harness.wait_ticks(2)
     harness.publish(chunk(ramp(0.0, 20.0, 5) + [[20.0, 0, 0, 0, 0, 0]] * 20, dt=0.5, lead_s=0.1))
     wait_for(lambda: emulator.goal_positions()[1] > 2048)
+    before = counters(harness)  # a servo slow to answer the start-up check already counted as a bus error
     getattr(emulator, inject)(1)  # the next status packet, of whichever read comes next
     wait_for(lambda: harness.component.counters.get(f"bus_retries.{kind}") >= 1)
     wait_for(lambda: emulator.goal_positions()[1] == degrees_to_ticks(20.0))  # the arm kept following
     seen = counters(harness)
     assert seen.get("bus_retries", 0) >= 1
-    assert seen.get("bus_errors", 0) == 0, "a retried transaction is not a bus error"
+    assert seen.get("bus_errors", 0) == before.get("bus_errors", 0), "a retried transaction is not a bus error"
     assert "ERRORED" not in harness.component.bus.states
     assert harness.component.state == "RUNNING"
 
@@ -67,7 +69,7 @@ def test_a_lost_or_corrupt_reply_is_retried_within_the_tick(
     ("bit", "name"), [(t.ERR_OVERHEAT, "overheat"), (t.ERR_OVERLOAD, "overload"), (t.ERR_VOLTAGE, "input_voltage")]
 )
 def test_error_bits_are_reported_then_stop_the_arm_and_a_fresh_action_recovers_it(
-    make_actuator, emulator: ArmEmulator, bit: int, name: str
+    make_actuator, emulator: EmulatorProcess, bit: int, name: str
 ) -> None:
     harness = make_actuator(faultStopAfter=3)
     component = harness.component
@@ -130,7 +132,7 @@ def test_telemetry_error_bits_go_through_the_same_fault_path() -> None:
 # --- a servo gone for good ----------------------------------------------------------------
 
 
-def test_a_servo_gone_for_good_stops_the_arm_and_the_others_go_limp(make_actuator, emulator: ArmEmulator) -> None:
+def test_a_servo_gone_for_good_stops_the_arm_and_the_others_go_limp(make_actuator, emulator: EmulatorProcess) -> None:
     harness = make_actuator(faultStopAfter=3, packetTimeoutMs=100.0)
     component = harness.component
     harness.wait_ticks(2)
@@ -154,7 +156,7 @@ def test_a_servo_gone_for_good_stops_the_arm_and_the_others_go_limp(make_actuato
 
 
 def test_a_vanished_port_is_reopened_with_growing_waits_and_the_arm_is_held_again(
-    emulator: ArmEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    emulator: EmulatorProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = tmp_path / "ttyACM0"  # a stable name, as udev gives the arm; the emulator behind it changes
     port.symlink_to(emulator.device_path)
@@ -194,7 +196,7 @@ def test_a_vanished_port_is_reopened_with_growing_waits_and_the_arm_is_held_agai
 # --- telemetry ------------------------------------------------------------------------------
 
 
-def test_telemetry_figures_reach_health(make_actuator, emulator: ArmEmulator) -> None:
+def test_telemetry_figures_reach_health(make_actuator, emulator: EmulatorProcess) -> None:
     harness = make_actuator(telemetryHz=5.0)
     harness.wait_ticks(2)
     emulator.set_voltage(11.4)

@@ -192,6 +192,7 @@ class FeetechBus(ServoBus):
         with self._transaction(what) as port:
             data, result, error = self._packets.readTxRx(port, motor_id, register.address, register.size)
             self._check(result, what)
+            self._check_length(data, register.size, what, motor_id)
         value = tables.decode_value(register, tables.from_bytes(data))
         self._raise_faults(what, {motor_id: error} if error else {}, {motor_id: value})
         return value
@@ -211,8 +212,7 @@ class FeetechBus(ServoBus):
         with self._transaction(what) as port:
             data, result, error = self._packets.readTxRx(port, motor_id, first, length)
             self._check(result, what)
-        if len(data) < length:
-            raise ServoBusError(f"{what}: servo {motor_id} returned a short status packet")
+            self._check_length(data, length, what, motor_id)
         values = {
             r.name: tables.decode_value(r, tables.from_bytes(data[r.address - first : r.address - first + r.size]))
             for r in regs
@@ -252,11 +252,10 @@ class FeetechBus(ServoBus):
             data: dict[int, list[int]] = {}
             errors: dict[int, int] = {}
             for motor_id in ids:
-                raw, result, error = self._packets.readRx(port, motor_id, length)
+                raw, result, error = self._read_reply(port, motor_id)
                 self._check(result, f"{what}: servo {motor_id}")
-                if len(raw) < length:
-                    raise ServoBusError(f"{what}: servo {motor_id} returned a short status packet")
-                data[motor_id] = list(raw[:length])
+                self._check_length(raw, length, what, motor_id)
+                data[motor_id] = raw
                 if error:
                     errors[motor_id] = int(error)
             return data, errors
@@ -347,6 +346,9 @@ class FeetechBus(ServoBus):
             if port is None or not port.is_open:
                 raise ServoBusError(f"{what}: servo port {self.config.port} is not connected")
             try:
+                # The SDK's clearPort flushes output only: a reply that came after an earlier
+                # transaction gave up would otherwise be read as the answer to this one.
+                port.ser.reset_input_buffer()
                 yield port
             except _PORT_ERRORS as exc:
                 self.disconnect()
@@ -365,6 +367,29 @@ class FeetechBus(ServoBus):
             name = _RESULT_NAMES.get(result, f"result {result}")
             hint = _RESULT_HINTS.get(result, self._packets.getTxRxResult(result))
             raise ServoCommError(f"{what} on {self.config.port}: {name}, {hint}", result=name)
+
+    def _read_reply(self, port: TimedPortHandler, motor_id: int) -> tuple[list[int], int, int]:
+        """The next status packet of ``motor_id`` (others' packets skipped, as the SDK's readRx does),
+        with all of its parameters: the SDK's readRx cuts a longer reply to the length asked for,
+        which would hide a stale answer to another request."""
+        while True:
+            packet, result = self._packets.rxPacket(port)
+            if result != scs.COMM_SUCCESS:
+                return [], result, 0
+            if packet[scs.PKT_ID] == motor_id:
+                params = packet[scs.PKT_PARAMETER0 : scs.PKT_PARAMETER0 + packet[scs.PKT_LENGTH] - 2]
+                return list(params), result, int(packet[scs.PKT_ERROR])
+
+    def _check_length(self, data: list[int], length: int, what: str, motor_id: int) -> None:
+        """A well-formed reply of the wrong size answers another request (one that timed out
+        earlier): drop what is left of it and raise a retryable corrupt-reply error."""
+        if len(data) != length:
+            self._drain()
+            raise ServoCommError(
+                f"{what}: servo {motor_id} sent {len(data)} byte(s) where {length} were asked for "
+                "(a late reply to an earlier request, or another program on the port)",
+                result=_RESULT_NAMES[scs.COMM_RX_CORRUPT],
+            )
 
     @staticmethod
     def _raise_faults(what: str, errors: Mapping[int, int], values: Mapping[int, int] | None = None) -> None:

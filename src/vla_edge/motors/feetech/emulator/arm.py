@@ -68,6 +68,7 @@ class ArmEmulator(ServoChain):
     :meth:`set_position`, :meth:`power_cycle`, :meth:`set_voltage`,
     :meth:`set_external_load`, :meth:`set_firmware_version`; fault injection:
     :meth:`corrupt_next_replies`, :meth:`drop_next_replies` (both per servo if asked),
+    :meth:`delay_next_replies`,
     :meth:`set_offline`, :meth:`set_error_bits`, :meth:`unplug`. Without :meth:`start`,
     :meth:`~ServoChain.feed` serves packets directly (no terminal, no thread).
     """
@@ -292,6 +293,12 @@ class ArmEmulator(ServoChain):
                 self._drop_replies = count
             else:
                 self._drop_by_servo[servo_id] = count
+
+    def delay_next_replies(self, seconds: float, count: int = 1) -> None:
+        """Send the next ``count`` status packets ``seconds`` late: a reply that arrives after the
+        client gave up waiting, and is still on the line when it asks the next question."""
+        with self._lock:
+            self._late_replies.extend([float(seconds)] * count)
 
     def set_firmware_version(self, servo_id: int, major: int, minor: int) -> None:
         """Pretend this servo runs another firmware (read-only on a real servo; LeRobot checks they agree)."""

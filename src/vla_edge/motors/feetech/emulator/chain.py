@@ -72,6 +72,8 @@ class ServoChain:
         self._drop_replies = 0
         self._corrupt_by_servo: dict[int, int] = {}
         self._drop_by_servo: dict[int, int] = {}
+        self._late_replies: list[float] = []
+        """Extra seconds before each of the next status packets (a servo or USB adapter that stalls)."""
         self.replies_dropped = 0
         self.bad_checksums = 0
         self.dropped_bytes = 0
@@ -126,7 +128,7 @@ class ServoChain:
                 self._partial_since = None
             elif self._partial_since is None:
                 self._partial_since = time.monotonic()
-            return [self._maybe_corrupt(reply) for reply in self._maybe_drop(replies)]
+            return [self._maybe_delay(self._maybe_corrupt(reply)) for reply in self._maybe_drop(replies)]
 
     def expire_partial(self, baudrate: int | None = None) -> list[Reply]:
         """Abandon a packet that stayed incomplete too long (e.g. a corrupted length byte)."""
@@ -265,3 +267,8 @@ class ServoChain:
             return reply
         data = reply.data[:-1] + bytes([reply.data[-1] ^ 0xFF])
         return Reply(reply.servo_id, data, reply.delay_s)
+
+    def _maybe_delay(self, reply: Reply) -> Reply:
+        if not self._late_replies:
+            return reply
+        return Reply(reply.servo_id, reply.data, reply.delay_s + self._late_replies.pop(0))
