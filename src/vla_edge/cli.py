@@ -18,6 +18,7 @@ _DELEGATED = {
     "camera": "list this machine's cameras, or write one frame of a configured camera to a file",
     "emulate-arm": "serve an emulated SO-101 arm (six STS3215 servos) on a pseudo-terminal",
     "model": "describe a LeRobot policy directory for delivery: 'vla-edge model manifest DIR'",
+    "fleet": "push images to ECR, publish components, deploy to thing groups, watch rollouts, list devices",
     "arm": "the arm's servos in joint units (status), torque off, safe poses, LeRobot calibration import",
 }
 
@@ -113,6 +114,10 @@ def _delegate(command: str, rest: list[str]) -> int:
         from vla_edge.updater.cli import main as model_main
 
         return model_main(rest)
+    if command == "fleet":
+        from vla_edge.fleet.cli import main as fleet_main
+
+        return fleet_main(rest)
     if command == "arm":
         from vla_edge.motors.feetech.arm_cli import main as arm_main
 

@@ -1,11 +1,15 @@
-"""``vla-edge model manifest DIR``: describe a LeRobot policy directory for the model updater.
+"""``vla-edge model manifest DIR`` and ``vla-edge model publish DIR``: models for the fleet.
 
-Run on the machine that publishes a model, before uploading it: the manifest lists
-every file's size and sha256, the policy's features and the memory it needs, and the
+``manifest``: run on the machine that publishes a model, before uploading it: the manifest
+lists every file's size and sha256, the policy's features and the memory it needs, and the
 updater on each device checks a download against it before the model may serve.
 
+``publish``: manifest, image with the model baked in, ECR, component version and
+thing-group deployment in one command (:mod:`vla_edge.fleet.model_cli`).
+
 Exit codes: 0 done, 2 the directory or the arguments are not usable (one line on stderr
-says why and what to do).
+says why and what to do); ``publish`` also 1 (an AWS or docker step failed, or the rollout
+did not succeed) and 3 (no Docker engine: the commands were printed).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from vla_edge.errors import ModelUpdateError
+
+if TYPE_CHECKING:
+    from vla_edge.fleet.cli import Runtime
 
 EXIT_USAGE = 2
 
@@ -53,18 +60,32 @@ def _parser() -> argparse.ArgumentParser:
     where = manifest.add_mutually_exclusive_group()
     where.add_argument("--output", type=Path, metavar="FILE", help="write here (default: DIR/vla_edge_manifest.json)")
     where.add_argument("--print", action="store_true", help="write the manifest to stdout instead of a file")
+    from vla_edge.fleet.model_cli import add_publish_parser
+
+    add_publish_parser(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``vla-edge model ...`` with ``argv`` (without the ``model`` word); returns the exit code."""
+def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> int:
+    """Run ``vla-edge model ...`` with ``argv`` (without the ``model`` word); returns the exit code.
+
+    ``runtime`` (publish only): the AWS clients and docker runner to use, for tests.
+    """
+    from vla_edge.fleet.cli import UsageError as FleetUsageError
+
     try:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    except _UsageError as exc:
+    except (_UsageError, FleetUsageError) as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    if args.command == "publish":
+        from vla_edge.fleet.cli import Runtime as FleetRuntime
+        from vla_edge.fleet.cli import run_command
+        from vla_edge.fleet.model_cli import run_publish
+
+        return run_command("vla-edge model publish", args, runtime or FleetRuntime(), run_publish)
     if args.memory_mb is not None and args.memory_mb <= 0:
         sys.stderr.write("vla-edge model manifest: --memory-mb must be a positive number of megabytes\n")
         return EXIT_USAGE

@@ -1,0 +1,202 @@
+"""``vla-edge model publish``: a model directory to a fleet in one command.
+
+Full rollout (the default): manifest -> ``docker build`` of the inference image with the
+model baked in -> push to ECR -> inference component version pinned to the pushed digest
+and recording the model -> deployment to the thing group. Model-only rollout
+(``model_only``): manifest -> model files to S3 -> deployment that points the
+model-updater's configuration at them (same component versions, no image, no restart).
+
+Without a Docker engine the docker commands are printed and the flow stops before
+anything depends on the image (:attr:`PublishResult.next_steps` says how to go on).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from vla_edge.fleet.aws import Aws
+from vla_edge.fleet.components import (
+    INFERENCE,
+    MODEL_UPDATER,
+    NEXT_PATCH,
+    ModelInfo,
+    PublishedComponent,
+    default_recipe_path,
+    publish_component,
+    render_inference_recipe,
+    resolve_version,
+)
+from vla_edge.fleet.deployments import (
+    RolloutSettings,
+    configuration_merge,
+    create_deployment,
+    latest_deployment,
+    plan_deployment,
+    thing_group_arn,
+)
+from vla_edge.fleet.docker import DockerCli, dockerfile_for
+from vla_edge.fleet.ecr import (
+    PushedImage,
+    default_repository,
+    ensure_repository,
+    push_image,
+)
+from vla_edge.fleet.errors import FleetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishOptions:
+    model_dir: Path
+    thing_group: str
+    variant: str = "cpu"
+    repository: str | None = None
+    image_tag: str | None = None
+    component_version: str = NEXT_PATCH
+    dockerfile: str | None = None
+    context: Path = Path(".")
+    platform: str | None = None
+    build_args: list[str] = field(default_factory=list)
+    recipe: Path | None = None
+    settings: RolloutSettings = field(default_factory=RolloutSettings)
+    model_name: str | None = None
+    model_version: str | None = None
+    immutable_tags: bool = False
+    scan_on_push: bool = True
+    deployment_name: str | None = None
+    model_only: bool = False
+    bucket: str | None = None
+    prefix: str = "models"
+
+
+@dataclass
+class PublishResult:
+    model: ModelInfo
+    image: PushedImage | None = None
+    component: PublishedComponent | None = None
+    deployment: dict[str, Any] | None = None
+    model_url: str | None = None
+    next_steps: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "image": None if self.image is None else {"uri": f"{self.image.repository.uri}:{self.image.tag}",
+                                                      "digest": self.image.digest},
+            "component": None if self.component is None else self.component.__dict__,
+            "deploymentId": None if self.deployment is None else self.deployment.get("deploymentId"),
+            "modelUrl": self.model_url,
+            "nextSteps": self.next_steps,
+        }
+
+
+def default_tag(model: ModelInfo) -> str:
+    """``NAME-VERSION`` as an image tag: a tag says which model the image carries."""
+    tag = f"{model.name}-{model.version}".replace("+", "_")
+    return tag[:128]
+
+
+def model_source(model_dir: Path, context: Path) -> str:
+    """The model directory relative to the build context (the Dockerfile's MODEL_SOURCE)."""
+    try:
+        return model_dir.resolve().relative_to(context.resolve()).as_posix()
+    except ValueError as exc:
+        raise FleetError(f"the model {model_dir} is outside the docker build context {context}: docker can only "
+                         "copy files inside the context; move the model under it or pass --context") from exc
+
+
+def describe_model(options: PublishOptions, write: bool) -> tuple[ModelInfo, Any]:
+    """Build (and unless ``write`` is False, write) the model's manifest; the device checks downloads against it."""
+    from vla_edge.errors import ModelUpdateError
+    from vla_edge.updater.manifest import build_manifest, write_manifest
+
+    try:
+        manifest = build_manifest(options.model_dir, name=options.model_name, version=options.model_version)
+        if write:
+            write_manifest(manifest, options.model_dir)
+    except ModelUpdateError as exc:
+        raise FleetError(str(exc)) from exc
+    return ModelInfo(manifest.name, manifest.version, manifest.sha256), manifest
+
+
+def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> PublishResult:
+    """Run the whole flow (see the module docstring); returns what was made, or the steps left to the user."""
+    model, manifest = describe_model(options, write=not aws.dry_run)
+    log.info("model %s", model)
+    if options.model_only:
+        return _publish_model_only(aws, options, model, manifest)
+    result = PublishResult(model)
+    tag = options.image_tag or default_tag(model)
+    local = f"vla-edge-inference:{tag}"
+    source = model_source(options.model_dir, options.context)
+    engine = docker.engine_available()
+    if aws.dry_run:
+        docker.out.write("docker commands (dry run: printed, not run):\n")
+    elif not engine:
+        docker.out.write("no Docker engine answers here; run these commands where one does:\n")
+    platform = options.platform or ("linux/arm64" if options.variant == "jetson" else None)
+    docker.build(local, source, options.dockerfile or dockerfile_for(options.variant), str(options.context), platform,
+                 options.build_args)
+    repository = ensure_repository(aws, options.repository or default_repository(options.variant),
+                                   options.scan_on_push, options.immutable_tags)
+    result.image = push_image(aws, docker, local, repository, tag)
+    if result.image.digest is None:
+        pushed = f"{repository.uri}:{tag}"
+        result.next_steps = [
+            (f"vla-edge fleet publish --image {options.variant}={pushed} --model-dir {options.model_dir} "
+            f"--component-version {options.component_version}"),
+            (f"vla-edge fleet deploy --thing-group {options.thing_group} --component {INFERENCE}=VERSION "
+            "(the version the publish step printed)"),
+        ]
+        return result
+    result.component = publish_inference(aws, {options.variant: result.image.pinned}, model,
+                                         options.component_version, options.recipe)
+    request = plan_deployment(aws, options.thing_group, {INFERENCE: {"componentVersion": result.component.version}},
+                              options.settings, options.deployment_name)
+    result.deployment = create_deployment(aws, request)
+    return result
+
+
+def publish_inference(aws: Aws, images: dict[str, str], model: ModelInfo | None, requested: str = NEXT_PATCH,
+                      recipe: Path | None = None) -> PublishedComponent:
+    """A new com.vlaedge.Inference version running ``images`` (variant -> ``REPO@sha256:...``), recording ``model``."""
+    import yaml
+
+    path = recipe or default_recipe_path()
+    try:
+        template = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FleetError(f"cannot read the inference recipe {path}: {exc}; pass --recipe") from exc
+    first = str((yaml.safe_load(template) or {}).get("ComponentVersion", "1.0.0"))
+    version = resolve_version(aws, INFERENCE, requested, first)
+    return publish_component(aws, render_inference_recipe(template, version, images, model))
+
+
+def _publish_model_only(aws: Aws, options: PublishOptions, model: ModelInfo, manifest: Any) -> PublishResult:
+    from vla_edge.fleet.s3 import upload_model
+
+    if not options.bucket:
+        raise FleetError("--model-only needs --bucket: the model-updater downloads the model from S3")
+    target = thing_group_arn(aws, options.thing_group)
+    previous = latest_deployment(aws, target)
+    running = (previous or {}).get("components", {}).get(MODEL_UPDATER)
+    if running is None:
+        raise FleetError(f"{MODEL_UPDATER} is not deployed to {options.thing_group}; a model-only rollout changes "
+                         "its configuration, so deploy it first (vla-edge fleet deploy --component ...)")
+    uploaded = upload_model(aws, options.model_dir, manifest, options.bucket, options.prefix)
+    desired = {"model": {"source": "s3", "bucket": uploaded.bucket, "prefix": uploaded.prefix,
+                         "region": aws.resolved_region()}}
+    update = {"componentVersion": running["componentVersion"], "configurationUpdate": configuration_merge(desired)}
+    name = options.deployment_name or f"vla-edge {options.thing_group}: model {model.name} {model.version}"
+    request = plan_deployment(aws, options.thing_group, {MODEL_UPDATER: update}, options.settings, name,
+                              target_arn=target, previous=previous or {})
+    return PublishResult(model, model_url=uploaded.url, deployment=create_deployment(aws, request))
+
+
+def model_only_settings(settings: RolloutSettings, notify: bool | None) -> RolloutSettings:
+    """Model-only rollouts skip the notification unless asked: no component restarts, so nothing to defer."""
+    return replace(settings, notify_components=bool(notify))
