@@ -161,6 +161,21 @@ class Component(abc.ABC, Generic[C]):
                 metrics=self.metrics(),
             )
         )
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """The container health check's heartbeat (:mod:`vla_edge.components.healthcheck`), when asked for."""
+        from vla_edge.components.healthcheck import health_file, write_heartbeat
+
+        path = health_file()
+        if path is None:
+            return
+        try:
+            write_heartbeat(path, self.name, self.state)
+        except OSError as exc:
+            self.counters.add("heartbeat_errors")
+            if self.counters.get("heartbeat_errors") == 1:  # once: it would repeat every second
+                self.log.warning("cannot write the heartbeat %s (the container health check fails): %s", path, exc)
 
     def changed_config(self) -> C | None:
         """The component's configuration as the core has it now, when valid and different.
