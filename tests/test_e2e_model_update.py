@@ -10,14 +10,17 @@ the emulated arm owned by the test) and starts on model v1. Then, as an operator
    (tests never assert on timing; ``benchmarks/model_update.py`` measures it);
 2. deploy v3, whose actions lie far outside the joint limits: staging rejects it
    (``out_of_limits``), the status says failed with that reason, v2 stays active and executing;
-3. deploy with no change (``vla-edge core deploy``, the component-update step alone) while the
+3. deploy v4, a good model: it passes staging and drives the arm; during its probation the
+   inference process is killed (SIGKILL): the updater rolls back to v2 (``rolled_back``), v2 drives
+   the arm again and the store's record says v2, rolled back from v4;
+4. deploy with no change (``vla-edge core deploy``, the component-update step alone) while the
    arm executes: the model-updater defers it ("executing"); an e-stop (torque off) lets it go.
 
 Why v2 and v3 go out with ``--skip-notify``: a configuration deployment with the default update
 policy runs the component-update step too, so the updater would defer it while the arm executes,
-exactly as it defers step 3, and the model would never reach it (the arm executes as long as the
+exactly as it defers step 4, and the model would never reach it (the arm executes as long as the
 model drives it). A model-only rollout is sent with componentUpdatePolicy SKIP_NOTIFY_COMPONENTS:
-the updater itself switches without stopping the arm. Step 3 asserts the deferral.
+the updater itself switches without stopping the arm. Step 4 asserts the deferral.
 
 The arm emulator is the test's own, in a process of its own: in the test process it would wait
 for the GIL behind the bus listener and miss the actuator's packet timeout. What fails in other
@@ -77,12 +80,13 @@ SUITE_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """SLOW (~10 s): v1, v2 (two good random ACT policies) and v3 (out of limits), each published."""
+    """SLOW (~15 s): v1, v2 and v4 (good random ACT policies) and v3 (out of limits), each published."""
     root = tmp_path_factory.mktemp("models")
     return {
         "1": published_suite_model(root / "v1", GOOD_V1, "1", seed=1),
         "2": published_suite_model(root / "v2", GOOD_V2, "2", seed=2),
         "3": published_suite_model(root / "v3", BAD_LIMITS, "3", seed=3),
+        "4": published_suite_model(root / "v4", GOOD_V1, "4", seed=4),
     }
 
 
@@ -142,6 +146,7 @@ def deferred_by_updater(outcome: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in outcome["responses"] if r["component"] == UPDATER and r["recheck_after_ms"] > 0]
 
 
+@pytest.mark.timeout(900)  # four rollouts, each validated in a separate process on two shared cores
 def test_rollout_switch_under_motion_rejection_and_deferral(
     models: dict[str, Path], demo_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -160,6 +165,7 @@ def test_rollout_switch_under_motion_rejection_and_deferral(
                 start_on_v1(suite, problems)
                 switch_to_v2(suite, models, figures)
                 reject_v3(suite, models, figures)
+                roll_back_v4(suite, models, figures)
                 defer_until_estop(suite, figures)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{suite.diagnosis()}") from exc
@@ -169,7 +175,8 @@ def test_rollout_switch_under_motion_rejection_and_deferral(
         emulator.stop()
         print_figures(figures)
     assert code == 0 and summary is not None and summary["ok"], summary
-    assert all(c["restarts"] == 0 for c in summary["components"].values()), summary["components"]
+    restarts = {name: c["restarts"] for name, c in summary["components"].items()}
+    assert restarts == {**dict.fromkeys(restarts, 0), "inference": 1}, restarts  # the crash roll_back_v4 caused
     assert not problems, "\n".join(problems)
 
 
@@ -275,6 +282,40 @@ def reject_v3(suite: SuiteRun, models: dict[str, Path], figures: dict[str, Any])
     wait_for(lambda: log.health_after("actuator", failed.t + 1.0), timeout=10, interval=0.1)
     figures["starved_during_v3_staging"] = log.counter("actuator", "starved_ticks") - starved
     figures["v3_failure"] = failed.detail[:160]
+
+
+def roll_back_v4(suite: SuiteRun, models: dict[str, Path], figures: dict[str, Any]) -> None:
+    """v4 passes staging and drives the arm; during its probation the inference process is killed
+    (SIGKILL, as the OOM killer would): the updater rolls back to v2, which drives the arm again."""
+    log = suite.log
+    before = len(log.statuses)
+    wait_executing(log)
+    update = {UPDATER: {"MERGE": {"model": {"source": "local", "path": str(models["4"])}, "probationS": 120.0}}}
+    deployed = suite.deploy(update, "--skip-notify")
+    assert deployed["exit"] == 0 and deployed["status"] == "SUCCEEDED", deployed
+    on_probation = log.wait_status(lambda s: s.state == "active" and is_version(s.model, "4")
+                                   and "on probation" in s.detail, after=before, timeout=120)
+    wait_for(executes(log, "4", 30, since=on_probation.t), timeout=30, interval=0.2)
+    killed = time.time()
+    suite.kill_component("vla_edge.components.inference")
+
+    rolled = log.wait_status(lambda s: s.state == "rolled_back", after=before, timeout=120)
+    assert is_version(rolled.model, "2"), rolled
+    assert "rolled back from" in rolled.detail and ("inference_restarted" in rolled.detail
+                                                    or "inference_silent" in rolled.detail), rolled.detail
+    after_rollback = log.status_list().index(rolled) + 1
+    active = log.wait_status(lambda s: s.state == "active", after=after_rollback, timeout=10)
+    assert is_version(active.model, "2"), active
+    wait_for(executes(log, "2", 30, since=rolled.t), timeout=120, interval=0.2)
+    executed = [log.model_of(s) for s in log.states_since(killed) if s.chunk_id]
+    assert not any(is_version(m, "1") for m in executed), "chunks of the model the restarted inference loaded first"
+    first_v2 = next(i for i, m in enumerate(executed) if is_version(m, "2"))
+    assert all(is_version(m, "2") for m in executed[first_v2:]), "v4 chunks executed after the rollback"
+    # What decides the model after a restart of the device: v2 active, v4 remembered as rolled back from
+    record = json.loads((suite.run_dir / "store" / "active.json").read_text())
+    assert record["active"]["version"] == "2" and record["event"] == "rollback", record
+    assert [m["version"] for m in record["rolled_back"]][:1] == ["4"], record
+    figures.update(v4_rollback=rolled.detail[:200], kill_to_rolled_back_s=round(rolled.t - killed, 2))
 
 
 def defer_until_estop(suite: SuiteRun, figures: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ would, and stops the suite with SIGINT, as Ctrl-C does. Nothing here reaches int
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -204,6 +205,24 @@ class SuiteRun:
                               timeout=timeout, check=False)
         assert done.stdout.strip(), f"vla-edge core deploy printed nothing (exit {done.returncode}): {done.stderr}"
         return {**json.loads(done.stdout), "exit": done.returncode}
+
+    def kill_component(self, module: str) -> int:
+        """SIGKILL the component process of ``vla-edge up`` that runs ``module`` (a crash, as the OOM
+        killer would do it); returns its pid. The supervisor restarts it."""
+        assert self.process is not None
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # gone meanwhile
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid and module.encode() in argv:
+                os.kill(int(entry.name), signal.SIGKILL)
+                return int(entry.name)
+        raise AssertionError(f"no process of vla-edge up (pid {self.process.pid}) runs {module}")
 
     def publish_as(self, component: str, message: messages.Message) -> None:
         """Publish one message with ``component``'s identity (it must be granted the topic)."""
