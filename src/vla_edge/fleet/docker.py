@@ -92,7 +92,7 @@ class DockerCli:
             self.printed.append(text)
             self.out.write(f"  {text}\n")
             return False
-        log.info("running: %s", text)
+        log.info("running: %s", shlex.join(command))
         try:
             result = self.runner(list(command), input=stdin, capture_output=True, text=True, check=False)
         except OSError as exc:
