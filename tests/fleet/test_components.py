@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -31,18 +31,18 @@ Manifests:
   - Platform: {os: linux, accelerator: nvidia}
     Lifecycle:
       Setenv:
-        VLA_EDGE_IMAGE: ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cuda@sha256:%(zeros)s
+        VLA_EDGE_IMAGE: ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cuda@sha256:ZEROS
       run:
         Script: exec docker run --rm "$VLA_EDGE_IMAGE"
     Artifacts:
-      - URI: docker:ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cuda@sha256:%(zeros)s
+      - URI: docker:ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cuda@sha256:ZEROS
   - Platform: {os: linux}
     Lifecycle:
       run:
-        Script: exec docker run --rm ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cpu@sha256:%(zeros)s
+        Script: exec docker run --rm ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cpu@sha256:ZEROS
     Artifacts:
-      - URI: docker:ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cpu@sha256:%(zeros)s
-""" % {"zeros": "0" * 64}
+      - URI: docker:ACCOUNT.dkr.ecr.REGION.amazonaws.com/vla-edge/inference-cpu@sha256:ZEROS
+""".replace("ZEROS", "0" * 64)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 

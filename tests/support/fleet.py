@@ -51,7 +51,8 @@ class Fleet:
     stubbers: list[Stubber] = field(default_factory=list)
 
     def client(self, service: str) -> Any:
-        return self.clients[service]
+        """A client for the test's own setup and checks (same moto backend; its calls are not the fleet code's)."""
+        return boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def stub(self, service: str) -> Stubber:
         """Replace ``service``'s moto client by a stubbed one (for calls moto cannot answer truly)."""

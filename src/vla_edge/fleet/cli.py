@@ -99,8 +99,9 @@ def add_rollout_flags(parser: argparse.ArgumentParser, notify_help: str | None =
 
 def rollout_settings(args: argparse.Namespace, notify: bool | None = None) -> Any:
     from vla_edge.fleet.deployments import RolloutSettings
+    from vla_edge.fleet.errors import FleetError
 
-    return RolloutSettings(
+    settings = RolloutSettings(
         base_rate_per_minute=args.rollout_rate,
         increment_factor=args.rollout_increment,
         rate_increase_after_succeeded=args.rollout_increase_after,
@@ -113,7 +114,22 @@ def rollout_settings(args: argparse.Namespace, notify: bool | None = None) -> An
         notify_components=(not args.skip_notify) if notify is None else notify,
         notify_timeout_s=args.notify_timeout,
         config_validation_timeout_s=args.validation_timeout,
-    ).check()
+    )
+    try:
+        return settings.check()
+    except FleetError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def check_component_version(version: str) -> str:
+    """NEXT_PATCH or MAJOR.MINOR.PATCH, else a usage error (exit 2)."""
+    from vla_edge.fleet.components import NEXT_PATCH, check_version
+    from vla_edge.fleet.errors import FleetError
+
+    try:
+        return version if version == NEXT_PATCH else check_version(version)
+    except FleetError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def add_watch_flags(parser: argparse.ArgumentParser) -> None:
@@ -284,6 +300,7 @@ def _publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
     from vla_edge.fleet.ecr import resolve_pinned
     from vla_edge.fleet.publish import publish_inference
 
+    check_component_version(args.component_version)
     model = None
     if args.model_dir is not None:
         from vla_edge.updater.manifest import read_manifest
@@ -316,7 +333,6 @@ def image_variant(uri: str) -> str:
 
 
 def parse_components(values: Sequence[str], merges: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-    from vla_edge.fleet.components import check_version
     from vla_edge.fleet.deployments import configuration_merge
 
     updates: dict[str, dict[str, Any]] = {}
@@ -324,7 +340,9 @@ def parse_components(values: Sequence[str], merges: Sequence[str] = ()) -> dict[
         name, sep, version = value.partition("=")
         if not sep or not name:
             raise UsageError(f"--component {value!r}: expected NAME=VERSION, e.g. com.vlaedge.Inference=1.0.4")
-        updates[name] = {"componentVersion": check_version(version)}
+        if version == "NEXT_PATCH":
+            raise UsageError(f"--component {value!r}: name the version to deploy (vla-edge fleet publish printed it)")
+        updates[name] = {"componentVersion": check_component_version(version)}
     for value in merges:
         name, sep, text = value.partition("=")
         try:

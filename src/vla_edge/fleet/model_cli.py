@@ -16,9 +16,11 @@ from vla_edge.fleet.cli import (
     EXIT_MANUAL,
     ROLLOUT_EPILOG,
     Runtime,
+    UsageError,
     add_aws_flags,
     add_rollout_flags,
     add_watch_flags,
+    check_component_version,
     docker_cli,
     rollout_settings,
 )
@@ -90,7 +92,10 @@ def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
     from vla_edge.fleet.publish import PublishOptions, publish_model
     from vla_edge.fleet.watch import watch_deployment
 
+    check_component_version(args.component_version)
     if args.model_only:
+        if not args.bucket:
+            raise UsageError("--model-only needs --bucket: the model-updater downloads the model from S3")
         notify = args.notify and not args.skip_notify
     else:
         notify = not args.skip_notify
