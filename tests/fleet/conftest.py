@@ -34,12 +34,13 @@ def fleet(aws_env: None) -> Iterator[Fleet]:
 
     with mock_aws():
         actions: set[str] = set()
-        clients = {service: _client(service, actions) for service in ("ecr", "iot", "s3", "sts")}
-        gg_client = _client("greengrassv2", actions)
+        requests: list = []
+        clients = {service: _client(service, actions, requests) for service in ("ecr", "iot", "s3", "sts")}
+        gg_client = _client("greengrassv2", actions, requests)
         gg = Stubber(gg_client)
         gg.activate()
         clients["greengrassv2"] = gg_client
-        state = Fleet(clients, gg, actions)
+        state = Fleet(clients, gg, actions, requests=requests)
         yield state
         gg.deactivate()
     missing = sorted(state.actions - granted_actions())

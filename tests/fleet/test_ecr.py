@@ -97,15 +97,16 @@ def test_a_docker_engine_that_does_not_answer_also_prints_the_commands(fleet: Fl
     cli = DockerCli(runner=runner, out=out)
     assert not cli.build("img:1", "models/a", context="ctx")
     assert calls == [["docker", "info", "--format", "{{.ServerVersion}}"]]
-    assert out.getvalue() == ("  docker build --file docker/inference/Dockerfile.cpu --build-arg MODEL_SOURCE=models/a "
-                              "--tag img:1 ctx\n")
+    assert out.getvalue() == ("  docker buildx build --file docker/inference/Dockerfile.cpu --build-arg "
+                              "MODEL_SOURCE=models/a --tag img:1 --load ctx\n")
 
 
 def test_the_build_command_bakes_the_model_source_in() -> None:
     assert build_command("docker", "img:2", "models/arm-act", "docker/inference/Dockerfile.jetson", "/ctx",
                          "linux/arm64", ["LEROBOT_EXTRAS=smolvla"]) == [
-        "docker", "build", "--file", "docker/inference/Dockerfile.jetson", "--build-arg", "MODEL_SOURCE=models/arm-act",
-        "--build-arg", "LEROBOT_EXTRAS=smolvla", "--platform", "linux/arm64", "--tag", "img:2", "/ctx"]
+        "docker", "buildx", "build", "--file", "docker/inference/Dockerfile.jetson", "--build-arg",
+        "MODEL_SOURCE=models/arm-act", "--build-arg", "LEROBOT_EXTRAS=smolvla", "--platform", "linux/arm64",
+        "--tag", "img:2", "--load", "/ctx"]
 
 
 def test_an_existing_tag_in_an_immutable_repository_is_refused_before_pushing(fleet: Fleet, docker: FakeDocker) -> None:

@@ -49,6 +49,11 @@ class Fleet:
     gg: Stubber
     actions: set[str] = field(default_factory=set)
     stubbers: list[Stubber] = field(default_factory=list)
+    requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """(service, operation, params) of every call the fleet code made, in order."""
+
+    def sent(self, operation: str) -> list[dict[str, Any]]:
+        return [params for _, name, params in self.requests if name == operation]
 
     def client(self, service: str) -> Any:
         """A client for the test's own setup and checks (same moto backend; its calls are not the fleet code's)."""
@@ -56,7 +61,7 @@ class Fleet:
 
     def stub(self, service: str) -> Stubber:
         """Replace ``service``'s moto client by a stubbed one (for calls moto cannot answer truly)."""
-        client = _client(service, self.actions)
+        client = _client(service, self.actions, self.requests)
         stubber = Stubber(client)
         stubber.activate()
         self.clients[service] = client
@@ -68,11 +73,12 @@ class Fleet:
                        stderr=io.StringIO(), **kwargs)
 
 
-def _client(service: str, actions: set[str]) -> Any:
+def _client(service: str, actions: set[str], requests: list[tuple[str, str, dict[str, Any]]]) -> Any:
     client = boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
-    def record(model: Any, **_: Any) -> None:
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
         actions.add(iam_action(service, model.name))
+        requests.append((service, model.name, dict(params)))
 
     client.meta.events.register("before-parameter-build", record)
     return client

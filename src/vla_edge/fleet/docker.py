@@ -44,18 +44,20 @@ def build_command(
     platform: str | None = None,
     build_args: Sequence[str] = (),
 ) -> list[str]:
-    """``docker build`` of an inference image with a model baked in.
+    """``docker buildx build`` of an inference image with a model baked in.
 
-    The one place the build is spelled out (the Dockerfiles in docker/inference/ decide the
-    build arguments): ``MODEL_SOURCE`` is the model directory relative to the build
-    ``context``; ``platform`` cross-builds, e.g. ``linux/arm64`` for a Jetson.
+    The one place the build is spelled out; docker/README.md describes the Dockerfiles'
+    arguments: the context is the repository root, ``MODEL_SOURCE`` the model directory
+    relative to it. BuildKit (buildx) is required by the Dockerfiles; ``--load`` puts the
+    one-platform result in the local image store for the tag and push that follow.
+    ``platform`` cross-builds, e.g. ``linux/arm64`` for a Jetson (QEMU/binfmt on the builder).
     """
-    command = [binary, "build", "--file", dockerfile, "--build-arg", f"MODEL_SOURCE={model_source}"]
+    command = [binary, "buildx", "build", "--file", dockerfile, "--build-arg", f"MODEL_SOURCE={model_source}"]
     for arg in build_args:
         command += ["--build-arg", arg]
     if platform:
         command += ["--platform", platform]
-    return command + ["--tag", image, context]
+    return command + ["--tag", image, "--load", context]
 
 
 @dataclass
@@ -104,8 +106,9 @@ class DockerCli:
 
     def build(self, image: str, model_source: str, dockerfile: str = DEFAULT_DOCKERFILE, context: str = ".",
               platform: str | None = None, build_args: Sequence[str] = ()) -> bool:
-        if self.engine_available() and not Path(context, dockerfile).is_file() and not Path(dockerfile).is_file():
-            raise DockerFailed(f"no Dockerfile at {dockerfile} (relative to {context}); pass --dockerfile")
+        if self.engine_available() and not Path(dockerfile).is_file():
+            raise DockerFailed(f"no Dockerfile at {dockerfile} (docker reads --file relative to the current "
+                               "directory); run from the repository root or pass --dockerfile")
         return self.run(build_command(self.binary, image, model_source, dockerfile, context, platform, build_args))
 
     def login(self, registry: str, username: str, password: str, region: str) -> bool:
