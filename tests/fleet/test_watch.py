@@ -80,12 +80,12 @@ def test_progress_lines_until_every_device_succeeded_then_each_device(fleet: Fle
     assert code == 0, runtime.stderr.getvalue()
     assert runtime.stdout.getvalue().splitlines() == [
         f"watching deployment d-1 (vla-edge robots: inference 1.0.4) on 3 core devices of {TARGET}",
-        "[  0m00s] IN_PROGRESS 0/3 [--------------------] queued 3, in-progress 0, succeeded 0, failed 0, rejected 0, "
-        "timed-out 0, canceled 0",
-        "[  0m15s] IN_PROGRESS 1/3 [######--------------] queued 1, in-progress 1, succeeded 1, failed 0, rejected 0, "
-        "timed-out 0, canceled 0",
-        "[  0m30s] IN_PROGRESS 3/3 [####################] queued 0, in-progress 0, succeeded 3, failed 0, rejected 0, "
-        "timed-out 0, canceled 0",
+        ("[  0m00s] IN_PROGRESS 0/3 [--------------------] queued 3, in-progress 0, succeeded 0, failed 0, rejected 0, "
+        "timed-out 0, canceled 0"),
+        ("[  0m15s] IN_PROGRESS 1/3 [######--------------] queued 1, in-progress 1, succeeded 1, failed 0, rejected 0, "
+        "timed-out 0, canceled 0"),
+        ("[  0m30s] IN_PROGRESS 3/3 [####################] queued 0, in-progress 0, succeeded 3, failed 0, rejected 0, "
+        "timed-out 0, canceled 0"),
         "  robot-01                         SUCCEEDED",
         "  robot-02                         SUCCEEDED",
         "  robot-03                         SUCCEEDED",
@@ -115,8 +115,8 @@ def test_an_aborted_rollout_exits_1_and_says_which_device_failed_and_why(fleet: 
                                "failed 1")
     assert lines[2:] == [
         "  robot-01                         SUCCEEDED",
-        "  robot-02                         FAILED       com.vlaedge.Inference errored while starting; rolled back "
-        "[COMPONENT_BROKEN]",
+        ("  robot-02                         FAILED       com.vlaedge.Inference errored while starting; rolled back "
+        "[COMPONENT_BROKEN]"),
         "  robot-03                         CANCELED",
         "deployment d-1 did NOT succeed: the rollout was aborted (abort criteria met, or canceled)",
     ]
