@@ -22,6 +22,7 @@ from support.fleet import (
     inference_arn,
 )
 
+from vla_edge.fleet.cli import main as fleet_main
 from vla_edge.fleet.components import model_of_recipe
 from vla_edge.updater.cli import main
 from vla_edge.updater.manifest import read_manifest
@@ -195,3 +196,50 @@ def test_model_only_needs_the_updater_deployed_and_a_bucket(fleet: Fleet, tiny_m
     assert main(["publish", str(tiny_model), "--thing-group", "robots", "--model-only", "--bucket", "fleet-models"],
                 runtime) == 1
     assert "com.vlaedge.ModelUpdater is not deployed to robots" in runtime.stderr.getvalue()
+
+
+def test_publish_then_watch_prints_one_json_document_and_exits_0_when_every_robot_succeeded(
+        fleet: Fleet, docker: FakeDocker, tiny_model: Path) -> None:
+    iot = fleet.stub("iot")  # the IoT job's counts: moto's jobs do not progress
+    target = group_arn("robots")
+    iot.add_response("describe_thing_group", {"thingGroupArn": target}, {"thingGroupName": "robots"})
+    fleet.gg.add_client_error("list_component_versions", "ResourceNotFoundException", "none yet", 404)
+    fleet.gg.add_response("create_component_version", {
+        "arn": inference_arn("0.1.0"), "componentName": "com.vlaedge.Inference", "componentVersion": "0.1.0",
+        "creationTimestamp": NOW, "status": {"componentState": "DEPLOYABLE"}}, {"inlineRecipe": ANY})
+    fleet.gg.add_response("list_deployments", {"deployments": []}, {"targetArn": target, "historyFilter": "LATEST_ONLY"})
+    fleet.gg.add_response("create_deployment", {"deploymentId": "d-1", "iotJobId": "job-1"}, {
+        "targetArn": target, "deploymentName": ANY, "components": {"com.vlaedge.Inference": {"componentVersion": "0.1.0"}},
+        "iotJobConfiguration": ANY, "deploymentPolicies": ANY})
+    fleet.gg.add_response("get_deployment", {"deploymentId": "d-1", "targetArn": target, "iotJobId": "job-1",
+                                             "deploymentStatus": "ACTIVE"}, {"deploymentId": "d-1"})
+    fleet.gg.add_response("list_core_devices", {"coreDevices": [{"coreDeviceThingName": "robot-01"}]},
+                          {"thingGroupArn": target})
+    iot.add_response("describe_job", {"job": {"status": "IN_PROGRESS", "jobProcessDetails": {
+        "numberOfSucceededThings": 1}}}, {"jobId": "job-1"})
+    fleet.gg.add_response("list_effective_deployments", {"effectiveDeployments": [{
+        "deploymentId": "d-1", "deploymentName": "x", "targetArn": target, "coreDeviceExecutionStatus": "SUCCEEDED",
+        "creationTimestamp": NOW, "modifiedTimestamp": NOW}]}, {"coreDeviceThingName": "robot-01"})
+    runtime = fleet.runtime(docker_runner=docker, sleep=lambda s: None)
+
+    code = main(_argv(tiny_model, "--json"), runtime)
+
+    assert code == 0, runtime.stderr.getvalue()
+    summary = json.loads(runtime.stdout.getvalue())
+    assert summary["component"]["version"] == "0.1.0" and summary["deploymentId"] == "d-1"
+    assert summary["image"]["digest"] == docker.pushed[f"{REPOSITORY_URI}:arm-act-1.2.0"]
+    assert summary["watch"]["ok"] is True
+    assert summary["watch"]["devices"] == [{"device": "robot-01", "status": "SUCCEEDED", "reason": ""}]
+    assert "deployment d-1 succeeded: every device finished" in runtime.stderr.getvalue()
+    fleet.gg.assert_no_pending_responses()
+    iot.assert_no_pending_responses()
+
+
+def test_push_image_prints_the_pinned_reference(fleet: Fleet, docker: FakeDocker) -> None:
+    runtime = fleet.runtime(docker_runner=docker)
+
+    code = fleet_main(["push-image", "vla-edge-inference:arm-act-1.2.0", "--variant", "cuda"], runtime)
+
+    assert code == 0, runtime.stderr.getvalue()
+    tag = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/vla-edge/inference-cuda:arm-act-1.2.0"
+    assert runtime.stdout.getvalue() == f"{tag.rsplit(':', 1)[0]}@{docker.pushed[tag]}\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,12 @@ def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
         immutable_tags=args.immutable_tags, scan_on_push=not args.no_scan_on_push,
         deployment_name=args.deployment_name, model_only=args.model_only, bucket=args.bucket, prefix=args.prefix,
     )
-    out = aws.out
+    out = (runtime.stderr or sys.stderr) if args.json else aws.out  # with --json, stdout holds the JSON only
     result = publish_model(aws, docker_cli(args, aws, runtime), options)
     if result.next_steps:
         out.write("then:\n" + "".join(f"  {step}\n" for step in result.next_steps))
         if args.json:
-            out.write(json.dumps(result.to_json(), indent=2) + "\n")
+            aws.out.write(json.dumps(result.to_json(), indent=2) + "\n")
         return EXIT_MANUAL
     if result.component is not None and result.image is not None:
         out.write(f"{result.component.name} {result.component.version}: {result.image.pinned} with {result.model}\n")
@@ -122,11 +123,16 @@ def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
     assert result.deployment is not None
     deployment_id = result.deployment["deploymentId"]
     out.write(f"deployment {deployment_id} created for {args.thing_group}\n")
-    if args.json:
-        out.write(json.dumps(result.to_json(), indent=2) + "\n")
+    summary = result.to_json()
+    code = 0
     if args.no_watch or aws.dry_run:
         if not aws.dry_run:
             out.write(f"follow it with: vla-edge fleet watch {deployment_id}\n")
-        return 0
-    watched = watch_deployment(aws, deployment_id, out, args.poll, args.timeout or None, runtime.clock, runtime.sleep)
-    return 0 if watched.ok else EXIT_FAILED
+    else:
+        watched = watch_deployment(aws, deployment_id, out, args.poll, args.timeout or None, runtime.clock,
+                                   runtime.sleep)
+        summary["watch"] = watched.to_json()
+        code = 0 if watched.ok else EXIT_FAILED
+    if args.json:
+        aws.out.write(json.dumps(summary, indent=2) + "\n")
+    return code
