@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from support.fleet import Fleet, group_arn
+from support.fleet import Fleet, group_arn, stub_recipe
 
 from vla_edge.fleet.cli import main
 
@@ -53,6 +53,9 @@ def test_deploy_keeps_the_groups_components_and_sends_the_default_rollout(fleet:
     target = _group(fleet)
     assert target == group_arn("robots")
     _latest(fleet, target, RUNNING)
+    stub_recipe(fleet.gg, "com.vlaedge.Actuator", "0.1.2")
+    stub_recipe(fleet.gg, "com.vlaedge.Camera", "0.1.2")
+    stub_recipe(fleet.gg, "com.vlaedge.ModelUpdater", "0.1.1")
     _created(fleet, {
         "targetArn": target,
         "deploymentName": "vla-edge robots: com.vlaedge.Inference=1.0.4",
@@ -155,3 +158,30 @@ def test_bad_arguments_exit_2_with_one_line(fleet: Fleet) -> None:
         code = main(argv, runtime)
         assert (code, expected in runtime.stderr.getvalue()) == (2, True), (argv, runtime.stderr.getvalue())
         assert runtime.stderr.getvalue().count("\n") == 1
+
+
+def test_a_version_another_component_of_the_group_cannot_accept_is_refused_before_deploying(fleet: Fleet) -> None:
+    target = _group(fleet)
+    _latest(fleet, target, {"com.vlaedge.Suite": {"componentVersion": "0.1.0"},
+                            "aws.greengrass.Nucleus": {"componentVersion": "2.14.0"}})
+    stub_recipe(fleet.gg, "com.vlaedge.Suite", "0.1.0", {"com.vlaedge.Inference": ">=0.1.0 <0.2.0",
+                                                         "com.vlaedge.Camera": ">=0.1.0 <0.2.0"})
+    runtime = fleet.runtime()
+
+    code = main(["deploy", "--thing-group", "robots", "--component", "com.vlaedge.Inference=1.0.4"], runtime)
+
+    assert code == 1
+    assert runtime.stderr.getvalue().splitlines()[-1].startswith(
+        "vla-edge fleet deploy: the devices could not resolve this deployment: com.vlaedge.Suite 0.1.0 requires "
+        "com.vlaedge.Inference >=0.1.0 <0.2.0, not 1.0.4.")
+    fleet.gg.assert_no_pending_responses()  # no create_deployment
+
+
+def test_version_ranges_as_greengrass_reads_them() -> None:
+    from vla_edge.fleet.dependencies import satisfies
+
+    assert satisfies("0.1.5", ">=0.1.0 <0.2.0") and not satisfies("0.2.0", ">=0.1.0 <0.2.0")
+    assert satisfies("1.9.0", "^1.2.0") and not satisfies("0.2.0", "^0.1.0")
+    assert satisfies("1.2.9", "~1.2.0") and not satisfies("1.3.0", "~1.2.0")
+    assert satisfies("2.1.0", "1.0.0 || >=2.0.0") and satisfies("3.0.0", "*")
+    assert satisfies("1.0.0", ">=1.0.0-rc.1") is None  # not understood: warned about, not refused

@@ -20,6 +20,7 @@ from support.fleet import (
     Fleet,
     group_arn,
     inference_arn,
+    stub_recipe,
 )
 
 from vla_edge.fleet.cli import main as fleet_main
@@ -70,6 +71,8 @@ def test_publish_builds_pushes_publishes_the_pinned_recipe_and_deploys_it(fleet:
     fleet.gg.add_response("describe_component", {"status": {"componentState": "DEPLOYABLE"}},
                           {"arn": inference_arn("1.0.4")})
     _latest(fleet, RUNNING)
+    stub_recipe(fleet.gg, "com.vlaedge.Camera", "0.1.2")
+    stub_recipe(fleet.gg, "com.vlaedge.ModelUpdater", "0.1.1")
     fleet.gg.add_response("create_deployment", {"deploymentId": "d-new", "iotJobId": "job-new"}, {
         "targetArn": group_arn("robots"),
         "deploymentName": "vla-edge robots: com.vlaedge.Inference=1.0.4",
@@ -154,6 +157,8 @@ def test_model_only_uploads_to_s3_and_points_the_updater_at_it_without_notifying
     s3.create_bucket(Bucket="fleet-models")
     fleet.client("iot").create_thing_group(thingGroupName="robots")
     _latest(fleet, RUNNING)
+    stub_recipe(fleet.gg, "com.vlaedge.Camera", "0.1.2")
+    stub_recipe(fleet.gg, "com.vlaedge.Inference", "1.0.3", {"com.vlaedge.ModelUpdater": ">=0.1.0 <0.2.0"})
     desired = {"model": {"bucket": "fleet-models", "prefix": "models/arm-act/1.2.0", "region": REGION, "source": "s3"}}
     fleet.gg.add_response("create_deployment", {"deploymentId": "d-model", "iotJobId": "job-model"}, {
         "targetArn": group_arn("robots"),

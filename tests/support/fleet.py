@@ -134,3 +134,17 @@ def group_arn(name: str) -> str:
 def inference_arn(version: str | None = None) -> str:
     base = f"arn:aws:greengrass:{REGION}:{ACCOUNT}:components:com.vlaedge.Inference"
     return f"{base}:versions:{version}" if version else base
+
+
+def component_version_arn(name: str, version: str) -> str:
+    return f"arn:aws:greengrass:{REGION}:{ACCOUNT}:components:{name}:versions:{version}"
+
+
+def stub_recipe(stubber: Stubber, name: str, version: str, requires: dict[str, str] | None = None) -> None:
+    """get_component of one version: a recipe with these dependency version requirements."""
+    import yaml
+
+    recipe = {"ComponentName": name, "ComponentVersion": version,
+              "ComponentDependencies": {k: {"VersionRequirement": v} for k, v in (requires or {}).items()}}
+    stubber.add_response("get_component", {"recipeOutputFormat": "YAML", "recipe": yaml.safe_dump(recipe).encode()},
+                         {"arn": component_version_arn(name, version), "recipeOutputFormat": "YAML"})

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vla_edge.fleet.aws import Aws
+from vla_edge.fleet.dependencies import check_dependencies
 from vla_edge.fleet.errors import FleetError, NotFound
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def plan_deployment(
     components = merge_components(current, updates)
     if not components:
         raise FleetError("nothing to deploy: name at least one component (--component NAME=VERSION)")
+    check_dependencies(aws, components, set(updates))
     summary = ", ".join(f"{k}={v['componentVersion']}" for k, v in sorted(updates.items()))
     return {
         "targetArn": target,

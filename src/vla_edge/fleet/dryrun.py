@@ -68,6 +68,7 @@ PLACEHOLDERS: dict[str, Placeholder] = {
                                    "targetArn": f"arn:aws:iot:{r}:{ACCOUNT}:thinggroup/dry-run", "components": {}},
     "DescribeJob": lambda p, r: {"job": {"jobId": p["jobId"], "status": "IN_PROGRESS", "jobProcessDetails": {}}},
     "ListCoreDevices": lambda p, r: {"coreDevices": []},
+    "GetComponent": lambda p, r: {"recipeOutputFormat": "YAML", "recipe": b"{}"},
     "CreateMultipartUpload": lambda p, r: {"UploadId": "dry-run-upload"},
     "UploadPart": lambda p, r: {"ETag": '"dry-run"'},
 }
