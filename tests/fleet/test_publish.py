@@ -93,9 +93,9 @@ def test_publish_builds_pushes_publishes_the_pinned_recipe_and_deploys_it(fleet:
     assert docker.names() == ["docker info", "docker buildx", "docker login", "docker tag", "docker push"]
     assert docker.commands[1] == [
         "docker", "buildx", "build", "--file", str(REPO_ROOT / "docker/inference/Dockerfile.cpu"),
-        "--build-arg", "MODEL_SOURCE=models/arm-act", "--tag", "vla-edge-inference:arm-act-1.2.0", "--load",
+        "--build-arg", "MODEL_SOURCE=models/arm-act", "--tag", "vla-edge-inference-cpu:arm-act-1.2.0", "--load",
         str(tiny_model.parents[1])]
-    assert docker.commands[3:] == [["docker", "tag", "vla-edge-inference:arm-act-1.2.0", tag], ["docker", "push", tag]]
+    assert docker.commands[3:] == [["docker", "tag", "vla-edge-inference-cpu:arm-act-1.2.0", tag], ["docker", "push", tag]]
     pinned = f"{REPOSITORY_URI}@{docker.pushed[tag]}"
 
     [sent] = fleet.sent("CreateComponentVersion")
@@ -128,9 +128,9 @@ def test_without_a_docker_engine_the_commands_and_the_next_steps_are_printed(fle
     assert runtime.stdout.getvalue().splitlines() == [
         "no Docker engine answers here; run these commands where one does:",
         (f"  {missing} buildx build --file {REPO_ROOT}/docker/inference/Dockerfile.cpu --build-arg "
-        f"MODEL_SOURCE=models/arm-act --tag vla-edge-inference:arm-act-1.2.0 --load {tiny_model.parents[1]}"),
+        f"MODEL_SOURCE=models/arm-act --tag vla-edge-inference-cpu:arm-act-1.2.0 --load {tiny_model.parents[1]}"),
         f"  aws ecr get-login-password --region {REGION} | {missing} login --username AWS --password-stdin {registry}",
-        f"  {missing} tag vla-edge-inference:arm-act-1.2.0 {tag}",
+        f"  {missing} tag vla-edge-inference-cpu:arm-act-1.2.0 {tag}",
         f"  {missing} push {tag}",
         "then:",
         f"  vla-edge fleet publish --image cpu={tag} --model-dir {tiny_model} --component-version NEXT_PATCH",
@@ -232,7 +232,7 @@ def test_publish_then_watch_prints_one_json_document_and_exits_0_when_every_robo
     assert code == 0, runtime.stderr.getvalue()
     summary = json.loads(runtime.stdout.getvalue())
     assert summary["component"]["version"] == "0.1.0" and summary["deploymentId"] == "d-1"
-    assert summary["image"]["digest"] == docker.pushed[f"{REPOSITORY_URI}:arm-act-1.2.0"]
+    assert summary["images"]["cpu"]["digest"] == docker.pushed[f"{REPOSITORY_URI}:arm-act-1.2.0"]
     assert summary["watch"]["ok"] is True
     assert summary["watch"]["devices"] == [{"device": "robot-01", "status": "SUCCEEDED", "reason": ""}]
     assert "deployment d-1 succeeded: every device finished" in runtime.stderr.getvalue()
@@ -243,8 +243,42 @@ def test_publish_then_watch_prints_one_json_document_and_exits_0_when_every_robo
 def test_push_image_prints_the_pinned_reference(fleet: Fleet, docker: FakeDocker) -> None:
     runtime = fleet.runtime(docker_runner=docker)
 
-    code = fleet_main(["push-image", "vla-edge-inference:arm-act-1.2.0", "--variant", "cuda"], runtime)
+    code = fleet_main(["push-image", "vla-edge-inference-cuda:arm-act-1.2.0", "--variant", "cuda"], runtime)
 
     assert code == 0, runtime.stderr.getvalue()
     tag = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/vla-edge/inference-cuda:arm-act-1.2.0"
     assert runtime.stdout.getvalue() == f"{tag.rsplit(':', 1)[0]}@{docker.pushed[tag]}\n"
+
+
+def test_one_version_for_a_mixed_group_carries_an_image_per_variant(fleet: Fleet, docker: FakeDocker,
+                                                                     tiny_model: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO_ROOT)  # the default Dockerfiles, docker/inference/Dockerfile.VARIANT, are read from here
+    fleet.client("iot").create_thing_group(thingGroupName="robots")
+    fleet.gg.add_response("list_component_versions", {"componentVersions": [{"componentVersion": "0.1.3"}]},
+                          {"arn": inference_arn()})
+    fleet.gg.add_response("create_component_version", {
+        "arn": inference_arn("0.1.4"), "componentName": "com.vlaedge.Inference", "componentVersion": "0.1.4",
+        "creationTimestamp": NOW, "status": {"componentState": "DEPLOYABLE"}}, {"inlineRecipe": ANY})
+    fleet.gg.add_response("list_deployments", {"deployments": []},
+                          {"targetArn": group_arn("robots"), "historyFilter": "LATEST_ONLY"})
+    fleet.gg.add_response("create_deployment", {"deploymentId": "d-2"}, {
+        "targetArn": group_arn("robots"), "deploymentName": ANY, "iotJobConfiguration": ANY,
+        "deploymentPolicies": ANY, "components": {"com.vlaedge.Inference": {"componentVersion": "0.1.4"}}})
+    runtime = fleet.runtime(docker_runner=docker)
+
+    code = main(["publish", str(tiny_model), "--thing-group", "robots", "--context", str(tiny_model.parents[1]),
+                 "--recipe", str(REPO_ROOT / "components/inference/recipe.yaml"), "--variant", "cpu",
+                 "--variant", "jetson", "--no-watch"], runtime)
+
+    assert code == 0, runtime.stderr.getvalue()
+    builds = [c for c in docker.commands if c[1] == "buildx"]
+    assert [(c[c.index("--file") + 1], "--platform" in c) for c in builds] == [
+        ("docker/inference/Dockerfile.cpu", False), ("docker/inference/Dockerfile.jetson", True)]
+    assert builds[1][builds[1].index("--platform") + 1] == "linux/arm64"
+    recipe = yaml.safe_load(fleet.sent("CreateComponentVersion")[0]["inlineRecipe"])
+    uris = [m["Artifacts"][0]["URI"] for m in recipe["Manifests"]]
+    jetson = f"docker:{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/vla-edge/inference-jetson@"
+    cpu = f"docker:{REPOSITORY_URI}@"
+    assert uris[0].startswith(jetson) and all(u.startswith(cpu) for u in uris[1:]) and len(uris) >= 2
+    assert not any("inference-cuda" in u for u in uris)  # no CUDA image: its manifest is left out
+    fleet.gg.assert_no_pending_responses()

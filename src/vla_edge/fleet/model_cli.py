@@ -57,9 +57,11 @@ def add_publish_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--name", help="model name (default: vla_edge_model.json's, else the directory name)")
     parser.add_argument("--version", help="model version (default: vla_edge_model.json's; required otherwise)")
     image = parser.add_argument_group("image")
-    image.add_argument("--variant", choices=("cpu", "cuda", "jetson"), default="cpu",
-                       help="image variant (default cpu): picks the Dockerfile, the repository and the recipe's "
-                       "manifests the image serves (cuda: x86_64 NVIDIA GPUs, jetson: L4T arm64)")
+    image.add_argument("--variant", choices=("cpu", "cuda", "jetson"), action="append", metavar="VARIANT",
+                       help="image variant to build: cpu (default), cuda (x86_64 NVIDIA GPUs) or jetson (L4T arm64); "
+                       "picks the Dockerfile, the repository and the recipe's manifests the image serves. Repeat "
+                       "for a group of mixed devices: the recipe's manifests without an image are left out, so "
+                       "those devices would fail the deployment and roll back")
     image.add_argument("--repository", help="ECR repository (default vla-edge/inference-VARIANT)")
     image.add_argument("--image-tag", metavar="TAG", help="tag (default: MODEL_NAME-MODEL_VERSION)")
     image.add_argument("--dockerfile", metavar="FILE", help="default docker/inference/Dockerfile.VARIANT")
@@ -101,7 +103,8 @@ def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
     else:
         notify = not args.skip_notify
     options = PublishOptions(
-        model_dir=args.model_dir, thing_group=args.thing_group, variant=args.variant, repository=args.repository,
+        model_dir=args.model_dir, thing_group=args.thing_group, variants=list(dict.fromkeys(args.variant or ["cpu"])),
+        repository=args.repository,
         image_tag=args.image_tag,
         component_version=args.component_version, dockerfile=args.dockerfile, context=args.context,
         platform=args.platform, build_args=args.build_arg, recipe=args.recipe,
@@ -116,8 +119,9 @@ def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
         if args.json:
             aws.out.write(json.dumps(result.to_json(), indent=2) + "\n")
         return EXIT_MANUAL
-    if result.component is not None and result.image is not None:
-        out.write(f"{result.component.name} {result.component.version}: {result.image.pinned} with {result.model}\n")
+    if result.component is not None:
+        images = ", ".join(image.pinned for image in result.images.values())
+        out.write(f"{result.component.name} {result.component.version}: {images} with {result.model}\n")
     if result.model_url:
         out.write(f"model {result.model} uploaded to {result.model_url}\n")
     assert result.deployment is not None

@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 class PublishOptions:
     model_dir: Path
     thing_group: str
-    variant: str = "cpu"
+    variants: list[str] = field(default_factory=lambda: ["cpu"])
+    """Images to build, one per variant; the component version runs each on its manifests' devices."""
     repository: str | None = None
     image_tag: str | None = None
     component_version: str = NEXT_PATCH
@@ -76,7 +77,7 @@ class PublishOptions:
 @dataclass
 class PublishResult:
     model: ModelInfo
-    image: PushedImage | None = None
+    images: dict[str, PushedImage] = field(default_factory=dict)
     component: PublishedComponent | None = None
     deployment: dict[str, Any] | None = None
     model_url: str | None = None
@@ -85,8 +86,8 @@ class PublishResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
-            "image": None if self.image is None else {"uri": f"{self.image.repository.uri}:{self.image.tag}",
-                                                      "digest": self.image.digest},
+            "images": {variant: {"uri": f"{image.repository.uri}:{image.tag}", "digest": image.digest}
+                       for variant, image in self.images.items()},
             "component": None if self.component is None else self.component.__dict__,
             "deploymentId": None if self.deployment is None else self.deployment.get("deploymentId"),
             "modelUrl": self.model_url,
@@ -129,32 +130,34 @@ def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> Publi
     log.info("model %s", model)
     if options.model_only:
         return _publish_model_only(aws, options, model, manifest)
+    if len(options.variants) > 1 and (options.repository or options.dockerfile or options.platform):
+        raise FleetError("--repository, --dockerfile and --platform name one image: give one --variant with them")
     result = PublishResult(model)
     tag = options.image_tag or default_tag(model)
-    local = f"vla-edge-inference:{tag}"
     source = model_source(options.model_dir, options.context)
-    engine = docker.engine_available()
     if aws.dry_run:
         docker.out.write("docker commands (dry run: printed, not run):\n")
-    elif not engine:
+    elif not docker.engine_available():
         docker.out.write("no Docker engine answers here; run these commands where one does:\n")
-    platform = options.platform or ("linux/arm64" if options.variant == "jetson" else None)
-    docker.build(local, source, options.dockerfile or dockerfile_for(options.variant), str(options.context), platform,
-                 options.build_args)
-    repository = ensure_repository(aws, options.repository or default_repository(options.variant),
-                                   options.scan_on_push, options.immutable_tags)
-    result.image = push_image(aws, docker, local, repository, tag)
-    if result.image.digest is None:
-        pushed = f"{repository.uri}:{tag}"
+    for variant in options.variants:
+        local = f"vla-edge-inference-{variant}:{tag}"
+        platform = options.platform or ("linux/arm64" if variant == "jetson" else None)
+        docker.build(local, source, options.dockerfile or dockerfile_for(variant), str(options.context), platform,
+                     options.build_args)
+        repository = ensure_repository(aws, options.repository or default_repository(variant),
+                                       options.scan_on_push, options.immutable_tags)
+        result.images[variant] = push_image(aws, docker, local, repository, tag)
+    if any(image.digest is None for image in result.images.values()):
+        pushed = " ".join(f"--image {variant}={image.repository.uri}:{tag}" for variant, image in result.images.items())
         result.next_steps = [
-            (f"vla-edge fleet publish --image {options.variant}={pushed} --model-dir {options.model_dir} "
-            f"--component-version {options.component_version}"),
+            (f"vla-edge fleet publish {pushed} --model-dir {options.model_dir} "
+             f"--component-version {options.component_version}"),
             (f"vla-edge fleet deploy --thing-group {options.thing_group} --component {INFERENCE}=VERSION "
-            "(the version the publish step printed)"),
+             "(the version the publish step printed)"),
         ]
         return result
-    result.component = publish_inference(aws, {options.variant: result.image.pinned}, model,
-                                         options.component_version, options.recipe)
+    pinned = {variant: image.pinned for variant, image in result.images.items()}
+    result.component = publish_inference(aws, pinned, model, options.component_version, options.recipe)
     request = plan_deployment(aws, options.thing_group, {INFERENCE: {"componentVersion": result.component.version}},
                               options.settings, options.deployment_name)
     result.deployment = create_deployment(aws, request)
