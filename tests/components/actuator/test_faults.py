@@ -28,8 +28,9 @@ from vla_edge.motors.feetech import tables as t
 from vla_edge.motors.feetech.emulator import ArmEmulator
 
 STEP_TICKS = degrees_to_ticks(5.0) - 2048  # maxStepDeg default, in ticks
-SLOW = {"controlHz": 2.0, "maxActionLagS": 0.5, "holdAfterS": 2.0, "packetTimeoutMs": 200.0}
-"""Ticks of 0.5 s: room for a 200 ms packet timeout and a retry inside one tick even on a loaded machine."""
+SLOW = {"controlHz": 1.0, "telemetryHz": 1.0, "maxActionLagS": 1.0, "holdAfterS": 4.0, "packetTimeoutMs": 250.0}
+"""Ticks of 1 s: room for the lost answer's 250 ms packet timeout and two retries inside one tick, even when
+a loaded machine delays the emulated servos' answers by a few hundred milliseconds."""
 
 
 def ramp(first: float, last: float, steps: int) -> list[list[float]]:
@@ -49,7 +50,7 @@ def test_a_lost_or_corrupt_reply_is_retried_within_the_tick(
 ) -> None:
     harness = make_actuator(**SLOW)
     harness.wait_ticks(2)
-    harness.publish(chunk(ramp(0.0, 20.0, 5) + [[20.0, 0, 0, 0, 0, 0]] * 20, dt=0.5, lead_s=0.1))
+    harness.publish(chunk(ramp(0.0, 20.0, 5) + [[20.0, 0, 0, 0, 0, 0]] * 20, dt=1.0, lead_s=0.1))
     wait_for(lambda: emulator.goal_positions()[1] > 2048)
     before = counters(harness)  # a servo slow to answer the start-up check already counted as a bus error
     getattr(emulator, inject)(1)  # the next status packet, of whichever read comes next
