@@ -156,3 +156,18 @@ def test_an_unknown_deployment_is_an_error_naming_it(fleet: Fleet) -> None:
 
     assert main(["watch", "d-x"], runtime) == 1
     assert "Deployment d-x not found" in runtime.stderr.getvalue()
+
+
+def test_a_deployment_replaced_by_a_newer_one_does_not_count_as_succeeded(fleet: Fleet) -> None:
+    iot = fleet.stub("iot")
+    _deployment(fleet, "INACTIVE")
+    _devices(fleet)
+    _job(iot, succeeded=1, queued=2)
+    for device in DEVICES:
+        fleet.gg.add_response("list_effective_deployments", {"effectiveDeployments": []},
+                              {"coreDeviceThingName": device})
+    runtime = fleet.runtime(clock=FakeTime().clock, sleep=FakeTime().sleep)
+
+    assert main(["watch", "d-1"], runtime) == 1
+    assert runtime.stdout.getvalue().endswith(
+        "deployment d-1 did NOT succeed: a newer deployment to the same target replaced this one (it is INACTIVE)\n")

@@ -176,7 +176,11 @@ class Aws:
             from vla_edge.fleet.dryrun import DryRunClient
 
             return DryRunClient(service, self.resolved_region(), self.out)
-        return self.session().client(service, region_name=self.resolved_region())
+        from botocore.config import Config
+
+        # Standard retries: a watch polls for hours, and throttling must not end it.
+        config = Config(retries={"mode": "standard", "max_attempts": 8}, user_agent_extra="vla-edge-fleet")
+        return self.session().client(service, region_name=self.resolved_region(), config=config)
 
     def session(self) -> Any:
         if self._session is None:

@@ -59,7 +59,7 @@ class WatchResult:
     def ok(self) -> bool:
         """Completed, and no device failed, was rejected, timed out or was canceled."""
         return self.finished and self.job_status != "CANCELED" and self.deployment_status not in (
-            "CANCELED", "FAILED") and not any(self.counts.get(k, 0) for k in _BAD) and not any(
+            "CANCELED", "FAILED", "INACTIVE") and not any(self.counts.get(k, 0) for k in _BAD) and not any(
             d.status not in ("SUCCEEDED", "COMPLETED") for d in self.devices)
 
     def to_json(self) -> dict[str, Any]:
@@ -140,7 +140,10 @@ def watch_deployment(
                                 total) + "\n")
         out.flush()
         ended = sum(v for k, v in result.counts.items() if k not in _OPEN)
-        if result.deployment_status in ("CANCELED", "FAILED", "INACTIVE", "COMPLETED"):
+        if result.deployment_status == "INACTIVE":
+            result.finished = True
+            result.message = "a newer deployment to the same target replaced this one (it is INACTIVE)"
+        elif result.deployment_status in ("CANCELED", "FAILED", "COMPLETED"):
             result.finished, result.message = True, f"the deployment is {result.deployment_status}"
         elif result.job_status in ("CANCELED", "COMPLETED", "DELETION_IN_PROGRESS"):
             result.finished = True
