@@ -185,3 +185,20 @@ def test_version_ranges_as_greengrass_reads_them() -> None:
     assert satisfies("1.2.9", "~1.2.0") and not satisfies("1.3.0", "~1.2.0")
     assert satisfies("2.1.0", "1.0.0 || >=2.0.0") and satisfies("3.0.0", "*")
     assert satisfies("1.0.0", ">=1.0.0-rc.1") is None  # not understood: warned about, not refused
+
+
+def test_a_new_configuration_merge_is_combined_with_the_groups_previous_one(fleet: Fleet) -> None:
+    target = _group(fleet)
+    _latest(fleet, target, {"com.vlaedge.Inference": {
+        "componentVersion": "1.0.3", "configurationUpdate": {"merge": '{"cameras": ["front"], "device": "cuda"}'}}})
+    _created(fleet, {"targetArn": target, "deploymentName": "vla-edge robots: com.vlaedge.Inference=1.0.4",
+                     "components": {"com.vlaedge.Inference": {"componentVersion": "1.0.4", "configurationUpdate": {
+                         "merge": '{"cameras": ["top", "wrist"], "device": "cuda", "torchThreads": 2}'}}},
+                     "iotJobConfiguration": DEFAULT_JOB, "deploymentPolicies": DEFAULT_POLICIES})
+    runtime = fleet.runtime()
+
+    code = main(["deploy", "--thing-group", "robots", "--component", "com.vlaedge.Inference=1.0.4", "--merge-config",
+                 'com.vlaedge.Inference={"torchThreads": 2, "cameras": ["top", "wrist"]}'], runtime)
+
+    assert code == 0, runtime.stderr.getvalue()
+    fleet.gg.assert_no_pending_responses()

@@ -156,10 +156,13 @@ def test_model_only_uploads_to_s3_and_points_the_updater_at_it_without_notifying
     s3 = fleet.client("s3")
     s3.create_bucket(Bucket="fleet-models")
     fleet.client("iot").create_thing_group(thingGroupName="robots")
-    _latest(fleet, RUNNING)
+    updater_before = {"keepPrevious": 3, "model": {"source": "image"}}
+    _latest(fleet, {**RUNNING, "com.vlaedge.ModelUpdater": {
+        "componentVersion": "0.1.1", "configurationUpdate": {"merge": json.dumps(updater_before)}}})
     stub_recipe(fleet.gg, "com.vlaedge.Camera", "0.1.2")
     stub_recipe(fleet.gg, "com.vlaedge.Inference", "1.0.3", {"com.vlaedge.ModelUpdater": ">=0.1.0 <0.2.0"})
-    desired = {"model": {"bucket": "fleet-models", "prefix": "models/arm-act/1.2.0", "region": REGION, "source": "s3"}}
+    desired = {"keepPrevious": 3,  # the group's earlier merge stays, for devices that join later
+               "model": {"bucket": "fleet-models", "prefix": "models/arm-act/1.2.0", "region": REGION, "source": "s3"}}
     fleet.gg.add_response("create_deployment", {"deploymentId": "d-model", "iotJobId": "job-model"}, {
         "targetArn": group_arn("robots"),
         "deploymentName": "vla-edge robots: model arm-act 1.2.0",
@@ -200,7 +203,7 @@ def test_model_only_needs_the_updater_deployed_and_a_bucket(fleet: Fleet, tiny_m
     runtime = fleet.runtime()
     assert main(["publish", str(tiny_model), "--thing-group", "robots", "--model-only", "--bucket", "fleet-models"],
                 runtime) == 1
-    assert "com.vlaedge.ModelUpdater is not deployed to robots" in runtime.stderr.getvalue()
+    assert "com.vlaedge.ModelUpdater is not a component of robots's deployment" in runtime.stderr.getvalue()
 
 
 def test_publish_then_watch_prints_one_json_document_and_exits_0_when_every_robot_succeeded(

@@ -116,12 +116,34 @@ def latest_deployment(aws: Aws, target_arn: str) -> dict[str, Any] | None:
 
 
 def merge_components(current: dict[str, Any], updates: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``current`` with ``updates`` applied per component: a new version keeps the component's
-    configuration update and runWith unless the update gives its own."""
+    """``current`` with ``updates`` applied per component.
+
+    A new version keeps the component's runWith and configuration update. A new configuration
+    merge is combined with the previous one (new values win) rather than replacing it: devices
+    keep what earlier merges set, but a device that joins the group later gets only this
+    deployment's configuration update, which must therefore still carry the earlier values.
+    """
     merged = {name: dict(spec) for name, spec in current.items()}
     for name, update in updates.items():
-        merged[name] = {**merged.get(name, {}), **update}
+        previous = merged.get(name, {})
+        combined = {**previous, **update}
+        old, new = previous.get("configurationUpdate"), update.get("configurationUpdate")
+        if old and new:
+            values = _deep_merge(json.loads(old.get("merge") or "{}"), json.loads(new.get("merge") or "{}"))
+            combined["configurationUpdate"] = {**old, **new, "merge": json.dumps(values, sort_keys=True)}
+        merged[name] = combined
     return merged
+
+
+def _deep_merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """Greengrass's MERGE semantics: objects merge key by key, anything else is replaced."""
+    result = dict(base)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def configuration_merge(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """``vla-edge model publish``: a model directory to a fleet in one command.
 
-Full rollout (the default): manifest -> ``docker build`` of the inference image with the
+Full rollout (the default): manifest -> ``docker buildx build`` of the inference image with the
 model baked in -> push to ECR -> inference component version pinned to the pushed digest
 and recording the model -> deployment to the thing group. Model-only rollout
 (``model_only``): manifest -> model files to S3 -> deployment that points the
@@ -13,7 +13,7 @@ anything depends on the image (:attr:`PublishResult.next_steps` says how to go o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +188,10 @@ def _publish_model_only(aws: Aws, options: PublishOptions, model: ModelInfo, man
     previous = latest_deployment(aws, target)
     running = (previous or {}).get("components", {}).get(MODEL_UPDATER)
     if running is None:
-        raise FleetError(f"{MODEL_UPDATER} is not deployed to {options.thing_group}; a model-only rollout changes "
-                         "its configuration, so deploy it first (vla-edge fleet deploy --component ...)")
+        raise FleetError(f"{MODEL_UPDATER} is not a component of {options.thing_group}'s deployment (a dependency of "
+                         "another component, e.g. com.vlaedge.Suite, cannot be configured on its own); a model-only "
+                         f"rollout changes its configuration, so deploy it first: vla-edge fleet deploy --thing-group "
+                         f"{options.thing_group} --component {MODEL_UPDATER}=VERSION")
     uploaded = upload_model(aws, options.model_dir, manifest, options.bucket, options.prefix)
     desired = {"model": {"source": "s3", "bucket": uploaded.bucket, "prefix": uploaded.prefix,
                          "region": aws.resolved_region()}}
@@ -199,7 +201,3 @@ def _publish_model_only(aws: Aws, options: PublishOptions, model: ModelInfo, man
                               target_arn=target, previous=previous or {})
     return PublishResult(model, model_url=uploaded.url, deployment=create_deployment(aws, request))
 
-
-def model_only_settings(settings: RolloutSettings, notify: bool | None) -> RolloutSettings:
-    """Model-only rollouts skip the notification unless asked: no component restarts, so nothing to defer."""
-    return replace(settings, notify_components=bool(notify))
