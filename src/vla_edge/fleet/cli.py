@@ -144,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         "Roll inference images and models out to Greengrass core devices: push an image to ECR, publish "
         "com.vlaedge.Inference versions pinned to its digest, deploy to a thing group with a staged rollout and "
         "automatic rollback, watch it, and list what each device runs. `vla-edge model publish` does all of it "
-        "in one command."))
+        "in one command."),
+        epilog="exit codes: 0 done (deploy --watch, watch: every device succeeded), 1 a step failed, 2 bad "
+        "arguments, 3 no Docker engine (the docker commands were printed). Guide: docs/fleet.md; permissions: "
+        "docs/iam.md.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     push = commands.add_parser("push-image", help="push a local docker image to ECR and print its digest",
@@ -160,9 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     add_aws_flags(push)
 
     publish = commands.add_parser("publish", help="publish a com.vlaedge.Inference version pinned to an image digest",
-                                  description="Render components/inference/recipe.yaml with the image pinned by "
-                                  "digest (in the docker: artifact and the docker run line) and the model it carries, "
-                                  "create the component version and wait until Greengrass calls it DEPLOYABLE.")
+                                  description="Render components/inference/recipe.yaml with each image pinned by "
+                                  "digest (in the docker: artifact and in what docker run starts) and the model it "
+                                  "carries, create the component version and wait until Greengrass calls it DEPLOYABLE.")
     publish.add_argument("--image", required=True, action="append", metavar="[VARIANT=]URI[:TAG|@DIGEST]",
                          help="a pushed image; a tag is resolved to its digest in ECR. VARIANT (cpu, cuda, jetson; "
                          "default: from the repository name vla-edge/inference-VARIANT, else cpu) picks the recipe's "
