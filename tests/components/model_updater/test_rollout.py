@@ -77,7 +77,7 @@ def assert_v1_still_serves(updater: UpdaterHarness, fake: FakeInference, v1: Pub
                            reason: str) -> messages.ModelStatus:
     failed = updater.wait_status("failed")
     wait_for(lambda: updater.component.counters.get(f"rollouts.failed.{reason}") == 1)
-    assert updater.states()[-2:] == ["failed", "active"]
+    wait_for(lambda: updater.states()[-2:] == ["failed", "active"])  # "active" (v1 serves) follows "failed"
     assert failed.model == v1.ref and reason in failed.detail
     assert updater.latest().model == v1.ref  # type: ignore[union-attr]
     store = ModelStore(store_dir)
