@@ -86,3 +86,14 @@ def test_a_dry_run_request_the_real_service_would_reject_fails_the_same_way(offl
     client = DryRunClient("greengrassv2", "us-east-1", io.StringIO())
     with pytest.raises(Exception, match="Missing required parameter"):
         client.create_deployment(components={})
+
+
+def test_watch_dry_run_shows_one_poll(offline: list[str]) -> None:
+    runtime = Runtime(stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert fleet_main(["watch", "d-1", "--dry-run", "--poll", "30"], runtime) == 0
+
+    out = runtime.stdout.getvalue()
+    assert _calls(out) == ["greengrassv2.get_deployment", "greengrassv2.list_core_devices", "iot.describe_job"]
+    assert out.endswith("dry run: one poll shown; watching repeats it every 30 s until every device finished\n")
+    assert offline == []

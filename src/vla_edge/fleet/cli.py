@@ -385,7 +385,7 @@ def _watch_id(args: argparse.Namespace, aws: Any, runtime: Runtime, deployment_i
                               runtime.sleep)
     if args.json:
         aws.out.write(json.dumps(result.to_json(), indent=2) + "\n")
-    return 0 if result.ok else EXIT_FAILED
+    return 0 if result.ok or aws.dry_run else EXIT_FAILED
 
 
 def _devices(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:

@@ -140,6 +140,9 @@ def watch_deployment(
                                 total) + "\n")
         out.flush()
         ended = sum(v for k, v in result.counts.items() if k not in _OPEN)
+        if aws.dry_run:
+            out.write(f"dry run: one poll shown; watching repeats it every {poll_s:g} s until every device finished\n")
+            return result
         if result.deployment_status == "INACTIVE":
             result.finished = True
             result.message = "a newer deployment to the same target replaced this one (it is INACTIVE)"
