@@ -210,6 +210,10 @@ def test_device_falls_back_to_cpu_when_cuda_is_missing(caplog: pytest.LogCapture
         assert resolve_device("cuda") == "cpu"
     assert any("falling back to CPU" in r.getMessage() for r in caplog.records)
     assert resolve_device("cpu") == "cpu"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert resolve_device("auto") == ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert not caplog.records, "auto on a machine without a GPU is not a fallback worth a warning"
     with pytest.raises(PolicyError, match="unknown device"):
         resolve_device("tpu")
 

@@ -63,12 +63,20 @@ _EXPORT_HINT = (
 
 
 def resolve_device(requested: str) -> str:
-    """Map a requested torch device to one this machine has; CUDA/MPS fall back to CPU with a warning."""
+    """Map a requested torch device to one this machine has; CUDA/MPS fall back to CPU with a warning.
+
+    ``auto`` picks CUDA, else MPS, else the CPU, without a warning: one configuration for a
+    thing group that mixes GPU and CPU-only devices.
+    """
     import torch
 
     wanted = requested.strip().lower()
     if wanted == "cpu":
         return "cpu"
+    if wanted == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
     if wanted == "cuda" or wanted.startswith("cuda:"):
         if torch.cuda.is_available():
             index = int(wanted.split(":", 1)[1]) if ":" in wanted else 0
@@ -85,7 +93,7 @@ def resolve_device(requested: str) -> str:
             return "mps"
         log.warning("device 'mps' requested but MPS is not available; falling back to CPU")
         return "cpu"
-    raise PolicyError(f"unknown device {requested!r}; use 'cpu', 'cuda', 'cuda:<index>' or 'mps'")
+    raise PolicyError(f"unknown device {requested!r}; use 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'")
 
 
 def set_torch_threads(count: int) -> None:

@@ -261,7 +261,7 @@ def test_defaults_match_the_documented_ones() -> None:
         "policyPath": "",
         "cacheDir": "",
         "frameDir": "/dev/shm/vla-edge",
-        "device": "cpu",
+        "device": "auto",
         "cameras": ["front"],
         "jointNames": JOINTS,
         "task": "",

@@ -19,8 +19,9 @@ class InferenceConfig(ConfigModel):
     the model baked in at /opt/vla-edge/model), else the (untrained) demo policy, created in the cache directory."""
     cache_dir: str = ""
     """Overrides ``$VLA_EDGE_CACHE`` / ``~/.cache/vla-edge`` (where the demo policy is created)."""
-    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
-    """Torch device; cuda/mps fall back to cpu (with a warning) when the machine has none."""
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    """Torch device. ``auto``: CUDA when the machine (or the container's GPU runtime) has it, else MPS,
+    else the CPU; an explicit cuda/mps falls back to cpu (with a warning) when the machine has none."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Inference precision. float16/bfloat16 run under torch.autocast where the device supports the type
     (CPU: bfloat16 only; float16 on CPU falls back to float32 with a warning). See vla_edge.policies.speed."""
