@@ -52,7 +52,8 @@ def test_model_publish_dry_run_shows_every_call_and_docker_command(offline: list
         "sts.get_caller_identity", "greengrassv2.list_component_versions", "greengrassv2.create_component_version",
         "iot.describe_thing_group", "greengrassv2.list_deployments", "greengrassv2.create_deployment",
     ]
-    assert "docker commands (dry run: printed, not run):\n  docker buildx build --file docker/inference/Dockerfile.cpu" in out
+    assert ("docker commands (dry run: printed, not run):\n  docker buildx build --file "
+            f"{tiny_model.parents[1]}/docker/inference/Dockerfile.cpu --build-arg MODEL_SOURCE=models/arm-act") in out
     assert "  docker push 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vla-edge/inference-cpu:arm-act-1.2.0" in out
     assert "inlineRecipe:\n  | RecipeFormatVersion: '2020-01-25'" in out  # the recipe, readable
     deployment = json.loads(out.split("[dry-run] greengrassv2.create_deployment (CreateDeployment)\n", 1)[1]

@@ -254,8 +254,11 @@ def test_push_image_prints_the_pinned_reference(fleet: Fleet, docker: FakeDocker
 
 
 def test_one_version_for_a_mixed_group_carries_an_image_per_variant(fleet: Fleet, docker: FakeDocker,
-                                                                     tiny_model: Path, monkeypatch) -> None:
-    monkeypatch.chdir(REPO_ROOT)  # the default Dockerfiles, docker/inference/Dockerfile.VARIANT, are read from here
+                                                                     tiny_model: Path) -> None:
+    context = tiny_model.parents[1]
+    for variant in ("cpu", "jetson"):  # the default Dockerfiles: docker/inference/Dockerfile.VARIANT of the context
+        (context / "docker/inference").mkdir(parents=True, exist_ok=True)
+        (context / f"docker/inference/Dockerfile.{variant}").write_text("FROM scratch\n")
     fleet.client("iot").create_thing_group(thingGroupName="robots")
     fleet.gg.add_response("list_component_versions", {"componentVersions": [{"componentVersion": "0.1.3"}]},
                           {"arn": inference_arn()})
@@ -276,7 +279,7 @@ def test_one_version_for_a_mixed_group_carries_an_image_per_variant(fleet: Fleet
     assert code == 0, runtime.stderr.getvalue()
     builds = [c for c in docker.commands if c[1] == "buildx"]
     assert [(c[c.index("--file") + 1], "--platform" in c) for c in builds] == [
-        ("docker/inference/Dockerfile.cpu", False), ("docker/inference/Dockerfile.jetson", True)]
+        (f"{context}/docker/inference/Dockerfile.cpu", False), (f"{context}/docker/inference/Dockerfile.jetson", True)]
     assert builds[1][builds[1].index("--platform") + 1] == "linux/arm64"
     recipe = yaml.safe_load(fleet.sent("CreateComponentVersion")[0]["inlineRecipe"])
     uris = [m["Artifacts"][0]["URI"] for m in recipe["Manifests"]]

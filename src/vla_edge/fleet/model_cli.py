@@ -64,9 +64,10 @@ def add_publish_parser(commands: Any) -> argparse.ArgumentParser:
                        "those devices would fail the deployment and roll back")
     image.add_argument("--repository", help="ECR repository (default vla-edge/inference-VARIANT)")
     image.add_argument("--image-tag", metavar="TAG", help="tag (default: MODEL_NAME-MODEL_VERSION)")
-    image.add_argument("--dockerfile", metavar="FILE", help="default docker/inference/Dockerfile.VARIANT")
+    image.add_argument("--dockerfile", metavar="FILE", help="default: docker/inference/Dockerfile.VARIANT in the context")
     image.add_argument("--context", type=Path, default=Path("."), metavar="DIR",
-                       help="docker build context; must contain MODEL_DIR (default: the current directory)")
+                       help="docker build context: the repository root, which must contain MODEL_DIR (default: the "
+                       "current directory)")
     image.add_argument("--platform", metavar="OS/ARCH", help="target platform (default: linux/arm64 for jetson, else the host's)")
     image.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="extra docker build argument")
     image.add_argument("--immutable-tags", action="store_true", help="create the repository with immutable tags")

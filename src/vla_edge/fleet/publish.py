@@ -110,6 +110,12 @@ def model_source(model_dir: Path, context: Path) -> str:
                          "copy files inside the context; move the model under it or pass --context") from exc
 
 
+def default_dockerfile(context: Path, variant: str) -> str:
+    """docker/inference/Dockerfile.VARIANT of the build context (the repository root)."""
+    relative = dockerfile_for(variant)
+    return relative if context == Path(".") else str(context / relative)
+
+
 def describe_model(options: PublishOptions, write: bool) -> tuple[ModelInfo, Any]:
     """Build (and unless ``write`` is False, write) the model's manifest; the device checks downloads against it."""
     from vla_edge.errors import ModelUpdateError
@@ -142,8 +148,8 @@ def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> Publi
     for variant in options.variants:
         local = f"vla-edge-inference-{variant}:{tag}"
         platform = options.platform or ("linux/arm64" if variant == "jetson" else None)
-        docker.build(local, source, options.dockerfile or dockerfile_for(variant), str(options.context), platform,
-                     options.build_args)
+        docker.build(local, source, options.dockerfile or default_dockerfile(options.context, variant),
+                     str(options.context), platform, options.build_args)
         repository = ensure_repository(aws, options.repository or default_repository(variant),
                                        options.scan_on_push, options.immutable_tags)
         result.images[variant] = push_image(aws, docker, local, repository, tag)
