@@ -30,7 +30,9 @@ visible. Messages say what went wrong *and what to do about it*.
     │   ├── VerificationError   a file's size or sha256 differs from the manifest
     │   ├── InsufficientSpace   not enough free disk (or memory) for the update
     │   └── ValidationFailed    the staged model failed to load, fit or behave
-    └── CoreError               local Greengrass core failures
+    ├── CoreError               local Greengrass core failures
+    └── FleetError              vla-edge fleet / model publish (vla_edge.fleet.errors): AWS said no,
+                                credentials missing, no Docker engine, a component not deployable
 """
 
 from __future__ import annotations
