@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,27 @@ def test_runs_the_ecr_image_in_docker_with_the_ipc_socket() -> None:
         "com.vlaedge.ModelUpdater",  # owns the model store the container reads
     }
     assert data["ComponentDependencies"]["com.vlaedge.ModelUpdater"]["DependencyType"] == "SOFT"
-    (manifest,) = data["Manifests"]
-    (artifact,) = manifest["Artifacts"]
-    image = artifact["URI"].removeprefix("docker:")
-    assert artifact["URI"].startswith("docker:") and ".dkr.ecr." in image
-    run = manifest["Lifecycle"]["run"]["Script"]
-    socket = "$AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
-    assert "docker run --rm" in run
-    assert f"-v {socket}:{socket}" in run
-    assert "-e SVCUID -e AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT" in run
-    assert "-e HF_HUB_OFFLINE=1" in run
-    assert run.rstrip().endswith(image)
+    platforms = {}
+    for manifest in data["Manifests"]:
+        platform = manifest["Platform"]
+        (artifact,) = manifest["Artifacts"]
+        image = artifact["URI"].removeprefix("docker:")
+        assert artifact["URI"].startswith("docker:") and ".dkr.ecr." in image
+        assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{image}: pinned by digest, never by a moving tag"
+        lifecycle = manifest["Lifecycle"]
+        assert lifecycle["Setenv"]["VLA_EDGE_IMAGE"] == image, "the container started is the artifact pulled"
+        run = lifecycle["run"]["Script"]
+        socket = "$AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
+        assert "docker run --rm" in run
+        assert f"-v {socket}:{socket}" in run
+        assert "-e SVCUID -e AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT" in run
+        assert "-v {configuration:/frameDir}:{configuration:/frameDir}:ro" in run  # the camera's shared memory
+        assert "-e HF_HUB_OFFLINE=1" in run and "--network none" in run
+        assert run.rstrip().endswith('"$VLA_EDGE_IMAGE"')
+        platforms[(platform["architecture"], platform.get("accelerator"))] = lifecycle["Setenv"]["VLA_EDGE_DOCKER_GPU"]
+    # The GPU per platform: Jetson through the NVIDIA runtime, x86 GPUs through --gpus; CPU devices get none.
+    assert platforms == {("aarch64", "nvidia"): "--runtime nvidia", ("amd64", "nvidia"): "--gpus all",
+                         ("aarch64", None): "", ("amd64", None): ""}
+    first_cpu = next(i for i, m in enumerate(data["Manifests"]) if "accelerator" not in m["Platform"])
+    assert all("accelerator" in m["Platform"] for m in data["Manifests"][:first_cpu]), (
+        "the nucleus takes the first manifest that matches: the GPU manifests must come before the CPU ones")
