@@ -3,7 +3,9 @@
 For each control rate (30, 60 and 100 Hz by default) the real
 :class:`~vla_edge.components.actuator.component.ActuatorComponent` runs on an in-memory
 bus (``InMemoryBroker``) with a real :class:`~vla_edge.motors.feetech.bus.FeetechBus`
-(the feetech-servo-sdk over pyserial) talking to :class:`~vla_edge.motors.feetech.emulator.ArmEmulator`.
+(the feetech-servo-sdk over pyserial) talking to :class:`~vla_edge.motors.feetech.emulator.ArmEmulator`
+in a process of its own (:class:`~vla_edge.motors.feetech.emulator.remote.RemoteArmEmulator`), so its
+replies do not wait for this process's GIL.
 A feeder thread publishes action chunks (a slow sine on every joint, on the rate's time grid)
 so every tick writes goals and reads positions, as when a policy drives the arm.
 
@@ -46,10 +48,10 @@ from vla_edge.components.base import load_config
 from vla_edge.errors import ServoBusError
 from vla_edge.motors.base import ServoBusConfig
 from vla_edge.motors.feetech.bus import FeetechBus
-from vla_edge.motors.feetech.emulator import ArmEmulator
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 PACKET_TIMEOUT_MS = 100.0
-"""The emulator shares the machine with the loop; a real bus uses 50 ms."""
+"""The emulator shares the machine's two cores with the loop; a real bus uses 50 ms."""
 AMPLITUDE_DEG = 10.0
 MOTION_HZ = 0.25
 CHUNK_S = 1.0
@@ -149,7 +151,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, poll_s: float = 0.00
 
 
 def run_component(hz: float, seconds: float, estops: int) -> dict[str, Any]:
-    with ArmEmulator(6) as emulator:
+    with RemoteArmEmulator(6) as emulator:
         config = actuator_config(emulator.device_path, hz)
         servos = TimedFeetechBus(
             ServoBusConfig(port=config.serial_port, motor_ids=config.motor_ids, baudrate=config.baudrate,
@@ -233,7 +235,7 @@ def run_component(hz: float, seconds: float, estops: int) -> dict[str, Any]:
 
 
 def run_baseline(hz: float, seconds: float, estops: int) -> dict[str, Any]:
-    with ArmEmulator(6) as emulator:
+    with RemoteArmEmulator(6) as emulator:
         ids = (1, 2, 3, 4, 5, 6)
         bus = FeetechBus(ServoBusConfig(port=emulator.device_path, motor_ids=ids, packet_timeout_ms=PACKET_TIMEOUT_MS))
         bus.connect()

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import wait_for
-from support.emulator_process import EmulatorProcess
 from support.ipc import short_run_dir
 
 from vla_edge import messages
@@ -28,6 +27,7 @@ from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.actuator.safety import clamp_goal
 from vla_edge.components.actuator.units import degrees_to_ticks, ticks_to_degrees
 from vla_edge.errors import MessageError
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ def test_suite_drives_emulated_servos_within_safety_clamps(
     from vla_edge.bus.ipc import GreengrassIpcBus
     from vla_edge.core.server import component_environment
 
-    emulator = EmulatorProcess()
+    emulator = RemoteArmEmulator()
     work = tmp_path_factory.mktemp("up")
     stderr_path = work / "up.stderr"
     # Room for the emulated servos' replies on a busy two-core machine, so a late answer is

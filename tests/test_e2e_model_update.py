@@ -52,7 +52,7 @@ from support.suite_models import BAD_LIMITS, GOOD_V1, GOOD_V2, published_suite_m
 from support.suite_run import BusLog, SuiteRun, executes
 
 from vla_edge import messages
-from vla_edge.up import EmulatorProcess
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +155,7 @@ def test_rollout_switch_under_motion_rejection_and_deferral(
     figures: dict[str, Any] = {}
     problems: list[str] = []
     """Failures of other modules that the rest of the flow can go on without: reported at the end."""
-    emulator = EmulatorProcess()  # the test's own arm, in a process of its own (see EmulatorProcess)
+    emulator = RemoteArmEmulator()  # the test's own arm, in a process of its own (see RemoteArmEmulator)
     try:
         with short_run_dir() as run_dir, SuiteRun(
             run_dir, emulator.device_path, work / "up.stderr",

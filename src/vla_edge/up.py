@@ -47,7 +47,8 @@ from typing import IO, Any
 
 import yaml
 
-from vla_edge.errors import ConfigurationError, CoreError, VlaEdgeError
+from vla_edge.errors import ConfigurationError, CoreError
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 from vla_edge.supervisor import ProcessSpec, ProcessStatus, Supervisor, terminate
 
 log = logging.getLogger(__name__)
@@ -200,31 +201,6 @@ def calibration_override(path: Path, actuator: Mapping[str, Any]) -> dict[str, d
     return inline
 
 
-class EmulatorProcess:
-    """The arm emulator as a child process; its first output line is the device path.
-
-    A process of its own, not a thread: the emulated servos must answer within the actuator's
-    packet timeout whatever the process that started them is busy with.
-    """
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "vla_edge", "emulate-arm"],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.process.stdout is not None
-        self.device_path = self.process.stdout.readline().strip()
-        if not self.device_path:
-            self.stop()
-            raise VlaEdgeError("the arm emulator did not print its device path; run `vla-edge emulate-arm` to see why")
-
-    def stop(self) -> None:
-        terminate(self.process, 5)
-
-
 def _wait_for_core(run_dir: Path, core: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     state_file = run_dir / "core.json"
@@ -254,14 +230,16 @@ def run_up(options: UpOptions) -> int:
     frame_dir = frame_dir_for(run_dir)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    emulator: EmulatorProcess | None = None
+    emulator: RemoteArmEmulator | None = None
     core: subprocess.Popen[bytes] | None = None
     supervisor: Supervisor | None = None
     monitor: SuiteMonitor | None = None
     bus = None
     try:
         if options.serial_port is None:
-            emulator = EmulatorProcess()
+            # A process of its own, not a thread: the emulated servos must answer within the actuator's
+            # packet timeout whatever this process is busy with.
+            emulator = RemoteArmEmulator()
         serial_port = options.serial_port or emulator.device_path  # type: ignore[union-attr]
         overrides_path = run_dir / "overrides.json"
         overrides = build_overrides(options, serial_port, frame_dir, run_dir / STORE_DIRNAME)

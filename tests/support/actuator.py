@@ -7,13 +7,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from support.emulator_process import EmulatorProcess
 from vla_edge import messages
 from vla_edge.bus.memory import InMemoryBroker
 from vla_edge.components.actuator.component import ActuatorComponent
 from vla_edge.components.actuator.config import ActuatorConfig
 from vla_edge.components.base import load_config
 from vla_edge.motors.feetech.emulator import ArmEmulator
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 MODEL = messages.ModelRef(name="test-policy", version="1", sha256="ab" * 32)
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -21,7 +21,7 @@ NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_rol
 
 @dataclass
 class Harness:
-    emulator: ArmEmulator | EmulatorProcess
+    emulator: ArmEmulator | RemoteArmEmulator
     broker: InMemoryBroker
     component: ActuatorComponent
     thread: threading.Thread
@@ -80,7 +80,7 @@ def actuator_config(port: str, **overrides: Any) -> ActuatorConfig:
     return load_config(ActuatorConfig, raw)
 
 
-def start(emulator: ArmEmulator | EmulatorProcess, config: ActuatorConfig) -> Harness:
+def start(emulator: ArmEmulator | RemoteArmEmulator, config: ActuatorConfig) -> Harness:
     broker = InMemoryBroker()
     component = ActuatorComponent(broker.bus(), config)
     stop = threading.Event()

@@ -7,18 +7,19 @@ from typing import Any
 
 import pytest
 from support.actuator import Harness, actuator_config, finish, start
-from support.emulator_process import EmulatorProcess
+
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 
 @pytest.fixture
-def emulator() -> Iterator[EmulatorProcess]:
-    """Six emulated servos in a process of their own (see ``support.emulator_process``)."""
-    with EmulatorProcess(6) as emu:
+def emulator() -> Iterator[RemoteArmEmulator]:
+    """Six emulated servos in a process of their own (see ``vla_edge.motors.feetech.emulator.remote``)."""
+    with RemoteArmEmulator(6) as emu:
         yield emu
 
 
 @pytest.fixture
-def make_actuator(emulator: EmulatorProcess) -> Iterator[Any]:
+def make_actuator(emulator: RemoteArmEmulator) -> Iterator[Any]:
     started: list[Harness] = []
 
     def make(**overrides: Any) -> Harness:

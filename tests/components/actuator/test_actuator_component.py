@@ -9,16 +9,16 @@ import threading
 
 from support import wait_for
 from support.actuator import Harness, actuator_config, chunk, finish, start
-from support.emulator_process import EmulatorProcess
 
 from vla_edge import messages
 from vla_edge.components.actuator.units import degrees_to_ticks
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 LIMITS = {1: (-110, 110), 2: (-100, 100), 3: (-100, 100), 4: (-100, 100), 5: (-160, 160), 6: (-10, 100)}
 STEP_TICKS = degrees_to_ticks(5.0) - 2048  # maxStepDeg default, in ticks (57)
 
 
-def test_goals_follow_the_chunk_within_limits_and_max_step(make_actuator, emulator: EmulatorProcess) -> None:
+def test_goals_follow_the_chunk_within_limits_and_max_step(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness: Harness = make_actuator()
     harness.wait_ticks(2)
     target = [30.0, -20.0, 0.0, 0.0, 0.0, 150.0]  # the gripper asks beyond its 100° limit
@@ -52,7 +52,7 @@ def test_goals_follow_the_chunk_within_limits_and_max_step(make_actuator, emulat
     assert last.names == sent.names and last.torque_enabled
 
 
-def test_watchdog_holds_then_turns_torque_off(make_actuator, emulator: EmulatorProcess) -> None:
+def test_watchdog_holds_then_turns_torque_off(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator(holdAfterS=0.3, torqueOffAfterS=1.5)
     harness.wait_ticks(2)
     harness.publish(chunk([[10.0, 0, 0, 0, 0, 0]] * 3))
@@ -71,7 +71,7 @@ def test_watchdog_holds_then_turns_torque_off(make_actuator, emulator: EmulatorP
     assert len(emulator.goal_writes()) > writes
 
 
-def test_estop_turns_torque_off_latches_and_resets(make_actuator, emulator: EmulatorProcess) -> None:
+def test_estop_turns_torque_off_latches_and_resets(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator(torqueOffAfterS=60.0)
     harness.wait_ticks(2)
     harness.publish(chunk([[20.0, 0, 0, 0, 0, 0]] * 300))
@@ -101,7 +101,7 @@ def valid_chunk_payload() -> dict:
     return messages.encode(chunk([[1.0] * 6] * 3))[1]  # type: ignore[return-value]
 
 
-def test_bad_messages_are_counted_and_the_loop_keeps_running(make_actuator, emulator: EmulatorProcess) -> None:
+def test_bad_messages_are_counted_and_the_loop_keeps_running(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator()
     harness.wait_ticks(2)
     topic = messages.TOPIC_ACTION_CHUNK
@@ -142,7 +142,7 @@ def test_health_reports_counters_and_metrics(make_actuator) -> None:
     assert {"tick_ms", "queued_actions", "holding", "torque_enabled", "estop"} <= set(health.metrics)
 
 
-def test_corrupt_reply_without_retries_is_counted_reported_and_recovered(make_actuator, emulator: EmulatorProcess) -> None:
+def test_corrupt_reply_without_retries_is_counted_reported_and_recovered(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator(busRetries=0)  # with retries it would not even be a bus error (test_faults.py)
     harness.wait_ticks(2)
     emulator.corrupt_next_replies(1)
@@ -153,7 +153,7 @@ def test_corrupt_reply_without_retries_is_counted_reported_and_recovered(make_ac
     wait_for(lambda: emulator.goal_positions()[1] == degrees_to_ticks(5.0))
 
 
-def test_vanished_port_is_reported_and_never_escapes_the_loop(make_actuator, emulator: EmulatorProcess) -> None:
+def test_vanished_port_is_reported_and_never_escapes_the_loop(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator()
     harness.wait_ticks(2)
     emulator.unplug()
@@ -165,7 +165,7 @@ def test_vanished_port_is_reported_and_never_escapes_the_loop(make_actuator, emu
     finish(harness)
 
 
-def test_missing_port_at_start_is_errored_not_fatal(emulator: EmulatorProcess, tmp_path) -> None:
+def test_missing_port_at_start_is_errored_not_fatal(emulator: RemoteArmEmulator, tmp_path) -> None:
     harness = start(emulator, actuator_config(str(tmp_path / "ttyACM0")))
     try:
         wait_for(lambda: harness.component.state == "ERRORED")
@@ -175,7 +175,7 @@ def test_missing_port_at_start_is_errored_not_fatal(emulator: EmulatorProcess, t
         finish(harness)
 
 
-def test_stop_holds_then_turns_torque_off(make_actuator, emulator: EmulatorProcess) -> None:
+def test_stop_holds_then_turns_torque_off(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator()
     harness.publish(chunk([[25.0, 0, 0, 0, 0, 0]] * 300))
     wait_for(lambda: emulator.goal_positions()[1] > degrees_to_ticks(10.0))
@@ -192,7 +192,7 @@ def test_stop_holds_then_turns_torque_off(make_actuator, emulator: EmulatorProce
     assert harness.component.state == "STOPPING"
 
 
-def test_stop_can_leave_the_arm_holding_when_configured(make_actuator, emulator: EmulatorProcess) -> None:
+def test_stop_can_leave_the_arm_holding_when_configured(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator(torqueOffOnStop=False)
     harness.publish(chunk([[10.0, 0, 0, 0, 0, 0]] * 300))
     wait_for(lambda: emulator.goal_positions()[1] > degrees_to_ticks(3.0))
@@ -201,7 +201,7 @@ def test_stop_can_leave_the_arm_holding_when_configured(make_actuator, emulator:
     assert abs(emulator.snapshot()[1].present_position - emulator.goal_positions()[1]) <= 3
 
 
-def test_actions_reach_the_arm_in_configured_joint_order(make_actuator, emulator: EmulatorProcess) -> None:
+def test_actions_reach_the_arm_in_configured_joint_order(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator()
     harness.wait_ticks(2)
     reordered = list(reversed(chunk([[0.0] * 6]).names))
@@ -210,7 +210,7 @@ def test_actions_reach_the_arm_in_configured_joint_order(make_actuator, emulator
     assert emulator.goal_positions()[1] == degrees_to_ticks(-4.0)
 
 
-def test_run_returns_when_stopped_before_the_first_tick(emulator: EmulatorProcess) -> None:
+def test_run_returns_when_stopped_before_the_first_tick(emulator: RemoteArmEmulator) -> None:
     harness = start(emulator, actuator_config(emulator.device_path))
     finish(harness)
     assert isinstance(harness.thread, threading.Thread)

@@ -6,19 +6,19 @@ import math
 
 from support import wait_for
 from support.actuator import Harness, chunk
-from support.emulator_process import EmulatorProcess
 
 from vla_edge.components.actuator.units import degrees_to_ticks
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 LONG = 900  # actions at 30 Hz: 30 s, so no chunk runs out while a slow machine catches up
 
 
-def goal_degrees_reached(emulator: EmulatorProcess, expected: dict[int, float]) -> bool:
+def goal_degrees_reached(emulator: RemoteArmEmulator, expected: dict[int, float]) -> bool:
     goals = emulator.goal_positions()
     return all(goals[servo] == degrees_to_ticks(value) for servo, value in expected.items())
 
 
-def test_average_merges_overlapping_chunks_into_the_goals(make_actuator, emulator: EmulatorProcess) -> None:
+def test_average_merges_overlapping_chunks_into_the_goals(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness: Harness = make_actuator(chunkMerge="average", mergeDecay=0.5)
     harness.wait_ticks(2)
     w1, w2 = math.exp(-0.5), math.exp(-1.0)
@@ -63,7 +63,7 @@ def test_plan_health_reports_queue_ahead_and_starved_ticks(make_actuator) -> Non
     assert "starved_ticks" in health.counters
 
 
-def test_stale_and_far_future_chunks_are_dropped_and_counted(make_actuator, emulator: EmulatorProcess) -> None:
+def test_stale_and_far_future_chunks_are_dropped_and_counted(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness: Harness = make_actuator(maxLeadS=5.0)
     harness.wait_ticks(2)
     writes = len(emulator.goal_writes())

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from support import wait_for
 from support.actuator import MODEL, Harness, actuator_config, chunk, finish, start
-from support.emulator_process import EmulatorProcess
 from support.servos import FakeServoBus
 from support.so101_calibration import SO101_CALIBRATION
 
@@ -26,6 +25,7 @@ from vla_edge.components.actuator.units import degrees_to_ticks
 from vla_edge.motors.base import ServoTelemetry
 from vla_edge.motors.feetech import tables as t
 from vla_edge.motors.feetech.emulator import ArmEmulator
+from vla_edge.motors.feetech.emulator.remote import RemoteArmEmulator
 
 STEP_TICKS = degrees_to_ticks(5.0) - 2048  # maxStepDeg default, in ticks
 SLOW = {"controlHz": 1.0, "telemetryHz": 1.0, "maxActionLagS": 1.0, "holdAfterS": 4.0, "packetTimeoutMs": 250.0}
@@ -46,7 +46,7 @@ def counters(harness: Harness) -> dict[str, int]:
 
 @pytest.mark.parametrize(("inject", "kind"), [("drop_next_replies", "timeout"), ("corrupt_next_replies", "corrupt")])
 def test_a_lost_or_corrupt_reply_is_retried_within_the_tick(
-    make_actuator, emulator: EmulatorProcess, inject: str, kind: str
+    make_actuator, emulator: RemoteArmEmulator, inject: str, kind: str
 ) -> None:
     harness = make_actuator(**SLOW)
     harness.wait_ticks(2)
@@ -70,7 +70,7 @@ def test_a_lost_or_corrupt_reply_is_retried_within_the_tick(
     ("bit", "name"), [(t.ERR_OVERHEAT, "overheat"), (t.ERR_OVERLOAD, "overload"), (t.ERR_VOLTAGE, "input_voltage")]
 )
 def test_error_bits_are_reported_then_stop_the_arm_and_a_fresh_action_recovers_it(
-    make_actuator, emulator: EmulatorProcess, bit: int, name: str
+    make_actuator, emulator: RemoteArmEmulator, bit: int, name: str
 ) -> None:
     harness = make_actuator(faultStopAfter=3)
     component = harness.component
@@ -133,7 +133,7 @@ def test_telemetry_error_bits_go_through_the_same_fault_path() -> None:
 # --- a servo gone for good ----------------------------------------------------------------
 
 
-def test_a_servo_gone_for_good_stops_the_arm_and_the_others_go_limp(make_actuator, emulator: EmulatorProcess) -> None:
+def test_a_servo_gone_for_good_stops_the_arm_and_the_others_go_limp(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator(faultStopAfter=3, packetTimeoutMs=100.0)
     component = harness.component
     harness.wait_ticks(2)
@@ -157,7 +157,7 @@ def test_a_servo_gone_for_good_stops_the_arm_and_the_others_go_limp(make_actuato
 
 
 def test_a_vanished_port_is_reopened_with_growing_waits_and_the_arm_is_held_again(
-    emulator: EmulatorProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    emulator: RemoteArmEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = tmp_path / "ttyACM0"  # a stable name, as udev gives the arm; the emulator behind it changes
     port.symlink_to(emulator.device_path)
@@ -197,7 +197,7 @@ def test_a_vanished_port_is_reopened_with_growing_waits_and_the_arm_is_held_agai
 # --- telemetry ------------------------------------------------------------------------------
 
 
-def test_telemetry_figures_reach_health(make_actuator, emulator: EmulatorProcess) -> None:
+def test_telemetry_figures_reach_health(make_actuator, emulator: RemoteArmEmulator) -> None:
     harness = make_actuator(telemetryHz=5.0)
     harness.wait_ticks(2)
     emulator.set_voltage(11.4)

@@ -2,7 +2,9 @@
 
 The first line of standard output is the serial device path and nothing else, so a
 script can read it and hand it to the actuator (``serialPort``). The emulator then
-serves until SIGINT or SIGTERM and exits 0.
+serves until SIGINT or SIGTERM and exits 0. With ``--control`` it also answers test-hook
+calls, one JSON line each, on standard input and output, and stops when standard input
+ends (see :mod:`vla_edge.motors.feetech.emulator.remote`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from vla_edge.motors.feetech.emulator import ArmEmulator, ServoPhysics
+from vla_edge.motors.feetech.emulator.remote import serve_control
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--voltage", type=float, default=defaults.supply_voltage, help="supply voltage in volts (default 12)"
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="answer test-hook calls (JSON lines) on stdin/stdout; stop when stdin closes",
+    )
     parser.add_argument("--log-level", default="WARNING", help="logging level on stderr (default WARNING)")
     return parser
+
+
+def _control(emulator: ArmEmulator, stop: threading.Event) -> None:
+    try:
+        serve_control(emulator, sys.stdin, sys.stdout)
+    finally:
+        stop.set()  # the controlling process closed the pipe (or died): nobody is left to serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             emulator.set_voltage(args.voltage)
             sys.stdout.write(emulator.device_path + "\n")
             sys.stdout.flush()
+            if args.control:
+                threading.Thread(target=_control, args=(emulator, stop), name="emulator-control", daemon=True).start()
             while not stop.wait(0.5):
                 pass
     finally:
