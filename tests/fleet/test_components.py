@@ -85,6 +85,19 @@ def test_the_project_recipe_renders_with_only_pushed_images_and_keeps_its_config
     assert model_of_recipe(text) == MODEL
 
 
+def test_only_the_manifests_of_the_architecture_an_image_was_built_for_take_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    template = (REPO_ROOT / "components/inference/recipe.yaml").read_text()
+
+    with caplog.at_level("WARNING"):
+        recipe = yaml.safe_load(render_inference_recipe(template, "2.0.0", {"cpu": CPU}, MODEL, {"cpu": "amd64"}))
+
+    assert [m["Platform"] for m in recipe["Manifests"]] == [{"os": "linux", "architecture": "amd64"}]
+    assert "the cpu image was built for amd64 only; build it for aarch64 too" in caplog.text
+    arm = yaml.safe_load(render_inference_recipe(template, "2.0.0", {"cpu": CPU}, MODEL, {"cpu": "aarch64"}))
+    assert [m["Platform"] for m in arm["Manifests"]] == [{"os": "linux", "architecture": "aarch64"}]
+
+
 def test_images_not_pinned_by_digest_or_fitting_no_manifest_are_refused() -> None:
     with pytest.raises(FleetError, match="not pinned by digest"):
         render_inference_recipe(TEMPLATE, "1.0.0", {"cpu": CPU.split("@")[0] + ":latest"}, None)

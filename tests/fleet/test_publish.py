@@ -25,6 +25,7 @@ from support.fleet import (
 
 from vla_edge.fleet.cli import main as fleet_main
 from vla_edge.fleet.components import model_of_recipe
+from vla_edge.fleet.publish import GREENGRASS_ARCHITECTURES, image_platform
 from vla_edge.updater.cli import main
 from vla_edge.updater.manifest import read_manifest
 
@@ -93,8 +94,8 @@ def test_publish_builds_pushes_publishes_the_pinned_recipe_and_deploys_it(fleet:
     assert docker.names() == ["docker info", "docker buildx", "docker login", "docker tag", "docker push"]
     assert docker.commands[1] == [
         "docker", "buildx", "build", "--file", str(REPO_ROOT / "docker/inference/Dockerfile.cpu"),
-        "--build-arg", "MODEL_SOURCE=models/arm-act", "--tag", "vla-edge-inference-cpu:arm-act-1.2.0", "--load",
-        str(tiny_model.parents[1])]
+        "--build-arg", "MODEL_SOURCE=models/arm-act", "--platform", image_platform("cpu", None),
+        "--tag", "vla-edge-inference-cpu:arm-act-1.2.0", "--load", str(tiny_model.parents[1])]
     assert docker.commands[3:] == [["docker", "tag", "vla-edge-inference-cpu:arm-act-1.2.0", tag], ["docker", "push", tag]]
     pinned = f"{REPOSITORY_URI}@{docker.pushed[tag]}"
 
@@ -102,7 +103,9 @@ def test_publish_builds_pushes_publishes_the_pinned_recipe_and_deploys_it(fleet:
     recipe_text = sent["inlineRecipe"].decode()
     recipe = yaml.safe_load(recipe_text)
     assert recipe["ComponentName"] == "com.vlaedge.Inference" and recipe["ComponentVersion"] == "1.0.4"
-    assert recipe["Manifests"], "the CPU manifests are published"
+    built_for = GREENGRASS_ARCHITECTURES[image_platform("cpu", None)]
+    assert [(m["Platform"]["architecture"], "accelerator" in m["Platform"]) for m in recipe["Manifests"]] == [
+        (built_for, False)], "only the CPU manifest of the architecture the image was built for takes it"
     for platform_manifest in recipe["Manifests"]:
         assert [a["URI"] for a in platform_manifest["Artifacts"]] == [f"docker:{pinned}"]
         assert pinned in json.dumps(platform_manifest["Lifecycle"])  # what docker run starts is what is pulled
@@ -128,7 +131,8 @@ def test_without_a_docker_engine_the_commands_and_the_next_steps_are_printed(fle
     assert runtime.stdout.getvalue().splitlines() == [
         "no Docker engine answers here; run these commands where one does:",
         (f"  {missing} buildx build --file {REPO_ROOT}/docker/inference/Dockerfile.cpu --build-arg "
-        f"MODEL_SOURCE=models/arm-act --tag vla-edge-inference-cpu:arm-act-1.2.0 --load {tiny_model.parents[1]}"),
+        f"MODEL_SOURCE=models/arm-act --platform {image_platform('cpu', None)} --tag vla-edge-inference-cpu:arm-act-1.2.0 "
+        f"--load {tiny_model.parents[1]}"),
         f"  aws ecr get-login-password --region {REGION} | {missing} login --username AWS --password-stdin {registry}",
         f"  {missing} tag vla-edge-inference-cpu:arm-act-1.2.0 {tag}",
         f"  {missing} push {tag}",
@@ -278,9 +282,9 @@ def test_one_version_for_a_mixed_group_carries_an_image_per_variant(fleet: Fleet
 
     assert code == 0, runtime.stderr.getvalue()
     builds = [c for c in docker.commands if c[1] == "buildx"]
-    assert [(c[c.index("--file") + 1], "--platform" in c) for c in builds] == [
-        (f"{context}/docker/inference/Dockerfile.cpu", False), (f"{context}/docker/inference/Dockerfile.jetson", True)]
-    assert builds[1][builds[1].index("--platform") + 1] == "linux/arm64"
+    assert [(c[c.index("--file") + 1], c[c.index("--platform") + 1]) for c in builds] == [
+        (f"{context}/docker/inference/Dockerfile.cpu", image_platform("cpu", None)),
+        (f"{context}/docker/inference/Dockerfile.jetson", "linux/arm64")]
     recipe = yaml.safe_load(fleet.sent("CreateComponentVersion")[0]["inlineRecipe"])
     uris = [m["Artifacts"][0]["URI"] for m in recipe["Manifests"]]
     jetson = f"docker:{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/vla-edge/inference-jetson@"

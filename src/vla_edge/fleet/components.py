@@ -100,7 +100,8 @@ def variant_of(reference: str) -> str | None:
     return match[1] if match and match[1] in VARIANTS else None
 
 
-def render_inference_recipe(template: str, version: str, images: dict[str, str], model: ModelInfo | None) -> str:
+def render_inference_recipe(template: str, version: str, images: dict[str, str], model: ModelInfo | None,
+                            architectures: dict[str, str] | None = None) -> str:
     """The inference recipe at ``version`` running the pushed ``images``, recording ``model``.
 
     ``images`` maps an image variant (``cpu``, ``cuda``, ``jetson``: the suffix of the
@@ -108,8 +109,12 @@ def render_inference_recipe(template: str, version: str, images: dict[str, str],
     In each manifest, the ``docker:`` artifact and every mention of its image in the lifecycle
     (the ``docker run`` line, or the ``VLA_EDGE_IMAGE`` it reads) become the pushed image, so
     the image Greengrass pulls is the one that runs. A manifest whose variant has no image is
-    left out: its devices then fail the deployment (and roll back) instead of running an image
-    built for another platform. A template that names no variant takes the one image given.
+    left out, and so is a manifest for another architecture than the one its variant's image was
+    built for (``architectures``: variant -> Greengrass architecture, e.g. ``amd64``; an image built
+    with ``--load`` has one platform). Greengrass runs the first manifest that matches a device, so
+    a GPU device whose GPU manifest is left out runs a CPU manifest of its architecture (the policy
+    on the CPU); a device with no manifest left fails the deployment and rolls back, instead of
+    pulling an image it cannot run. A template that names no variant takes the one image given.
     """
     import yaml
 
@@ -134,8 +139,19 @@ def render_inference_recipe(template: str, version: str, images: dict[str, str],
                 mapping[old] = next(iter(images.values()))
             elif variant in images:
                 mapping[old] = images[variant]
+        name = manifest.get("Name") or manifest.get("Platform")
         if len(mapping) < len(olds):
-            log.info("leaving out the manifest %s: no image for it", manifest.get("Name") or manifest.get("Platform"))
+            log.info("leaving out the manifest %s: no image for it", name)
+            continue
+        wanted = (manifest.get("Platform") or {}).get("architecture")
+        built = {variant_of(old) or "": (architectures or {}).get(variant_of(old) or "") for old in olds}
+        mismatch = {v: arch for v, arch in built.items() if wanted and arch and arch != wanted}
+        if mismatch:
+            for variant, arch in mismatch.items():
+                log.warning("leaving out the manifest %s: the %s image was built for %s only; build it for %s too "
+                            "(on such a machine, or --platform linux/%s with --variant %s) to serve those devices",
+                            name, variant or "given", arch, wanted, "arm64" if wanted == "aarch64" else wanted,
+                            variant or "cpu")
             continue
         for old, new in mapping.items():
             found = [False]

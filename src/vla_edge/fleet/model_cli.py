@@ -59,9 +59,11 @@ def add_publish_parser(commands: Any) -> argparse.ArgumentParser:
     image = parser.add_argument_group("image")
     image.add_argument("--variant", choices=("cpu", "cuda", "jetson"), action="append", metavar="VARIANT",
                        help="image variant to build: cpu (default), cuda (x86_64 NVIDIA GPUs) or jetson (L4T arm64); "
-                       "picks the Dockerfile, the repository and the recipe's manifests the image serves. Repeat "
-                       "for a group of mixed devices: the recipe's manifests without an image are left out, so "
-                       "those devices would fail the deployment and roll back")
+                       "picks the Dockerfile, the repository and the recipe's manifests the image serves. The image "
+                       "is built for one platform (--platform, linux/arm64 for jetson, else this machine's) and only "
+                       "the manifests of that architecture take it. Repeat for a group of mixed devices. Manifests "
+                       "without an image are left out: a GPU device then runs the CPU image of its architecture on "
+                       "its CPU, and a device with no manifest left fails the deployment and rolls back")
     image.add_argument("--repository", help="ECR repository (default vla-edge/inference-VARIANT)")
     image.add_argument("--image-tag", metavar="TAG", help="tag (default: MODEL_NAME-MODEL_VERSION)")
     image.add_argument("--dockerfile", metavar="FILE", help="default: docker/inference/Dockerfile.VARIANT in the context")

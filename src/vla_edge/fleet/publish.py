@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from platform import machine
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,21 @@ def describe_model(options: PublishOptions, write: bool) -> tuple[ModelInfo, Any
     return ModelInfo(manifest.name, manifest.version, manifest.sha256), manifest
 
 
+GREENGRASS_ARCHITECTURES = {"linux/amd64": "amd64", "linux/arm64": "aarch64"}
+"""Docker platform -> the ``architecture`` of a Greengrass recipe manifest."""
+
+
+def image_platform(variant: str, requested: str | None) -> str:
+    """The one platform an image is built for (``--load`` keeps one): ``--platform``, else
+    ``linux/arm64`` for a Jetson, else this machine's, named explicitly so the recipe can say
+    which devices the image serves."""
+    if requested:
+        return requested
+    if variant == "jetson":
+        return "linux/arm64"
+    return "linux/arm64" if machine().lower() in ("aarch64", "arm64") else "linux/amd64"
+
+
 def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> PublishResult:
     """Run the whole flow (see the module docstring); returns what was made, or the steps left to the user."""
     model, manifest = describe_model(options, write=not aws.dry_run)
@@ -145,9 +161,12 @@ def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> Publi
         docker.out.write("docker commands (dry run: printed, not run):\n")
     elif not docker.engine_available():
         docker.out.write("no Docker engine answers here; run these commands where one does:\n")
+    architectures: dict[str, str] = {}
     for variant in options.variants:
         local = f"vla-edge-inference-{variant}:{tag}"
-        platform = options.platform or ("linux/arm64" if variant == "jetson" else None)
+        platform = image_platform(variant, options.platform)
+        if platform in GREENGRASS_ARCHITECTURES:
+            architectures[variant] = GREENGRASS_ARCHITECTURES[platform]
         docker.build(local, source, options.dockerfile or default_dockerfile(options.context, variant),
                      str(options.context), platform, options.build_args)
         repository = ensure_repository(aws, options.repository or default_repository(variant),
@@ -163,7 +182,8 @@ def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> Publi
         ]
         return result
     pinned = {variant: image.pinned for variant, image in result.images.items()}
-    result.component = publish_inference(aws, pinned, model, options.component_version, options.recipe)
+    result.component = publish_inference(aws, pinned, model, options.component_version, options.recipe,
+                                         architectures)
     request = plan_deployment(aws, options.thing_group, {INFERENCE: {"componentVersion": result.component.version}},
                               options.settings, options.deployment_name)
     result.deployment = create_deployment(aws, request)
@@ -171,7 +191,7 @@ def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> Publi
 
 
 def publish_inference(aws: Aws, images: dict[str, str], model: ModelInfo | None, requested: str = NEXT_PATCH,
-                      recipe: Path | None = None) -> PublishedComponent:
+                      recipe: Path | None = None, architectures: dict[str, str] | None = None) -> PublishedComponent:
     """A new com.vlaedge.Inference version running ``images`` (variant -> ``REPO@sha256:...``), recording ``model``."""
     import yaml
 
@@ -182,7 +202,7 @@ def publish_inference(aws: Aws, images: dict[str, str], model: ModelInfo | None,
         raise FleetError(f"cannot read the inference recipe {path}: {exc}; pass --recipe") from exc
     first = str((yaml.safe_load(template) or {}).get("ComponentVersion", "1.0.0"))
     version = resolve_version(aws, INFERENCE, requested, first)
-    return publish_component(aws, render_inference_recipe(template, version, images, model))
+    return publish_component(aws, render_inference_recipe(template, version, images, model, architectures))
 
 
 def _publish_model_only(aws: Aws, options: PublishOptions, model: ModelInfo, manifest: Any) -> PublishResult:
