@@ -11,15 +11,15 @@ from support.fleet import REPO_ROOT, Fleet, inference_arn
 
 from vla_edge.fleet.aws import Aws
 from vla_edge.fleet.components import (
-    ModelInfo,
     model_of_recipe,
     publish_component,
     render_inference_recipe,
     resolve_version,
 )
 from vla_edge.fleet.errors import ComponentRejected, FleetError
+from vla_edge.messages import ModelRef
 
-MODEL = ModelInfo("arm-act", "1.2.0", "ab" * 32)
+MODEL = ModelRef(name="arm-act", version="1.2.0", sha256="ab" * 32)
 CPU = "123456789012.dkr.ecr.us-east-1.amazonaws.com/vla-edge/inference-cpu@sha256:" + "1" * 64
 CUDA = "123456789012.dkr.ecr.us-east-1.amazonaws.com/vla-edge/inference-cuda@sha256:" + "2" * 64
 TEMPLATE = """\

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from support.fleet import Fleet, group_arn, inference_arn
 
 from vla_edge.fleet.cli import main
-from vla_edge.fleet.components import ModelInfo, render_inference_recipe
+from vla_edge.fleet.components import render_inference_recipe
+from vla_edge.messages import ModelRef
 
 SEEN = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
 CPU = "123456789012.dkr.ecr.us-east-1.amazonaws.com/vla-edge/inference-cpu@sha256:" + "1" * 64
@@ -29,9 +30,9 @@ def _installed(fleet: Fleet, device: str, components: dict[str, tuple[str, str]]
         {"coreDeviceThingName": device, "topologyFilter": "ALL"})
 
 
-def _stub_fleet(fleet: Fleet) -> ModelInfo:
+def _stub_fleet(fleet: Fleet) -> ModelRef:
     fleet.client("iot").create_thing_group(thingGroupName="robots")
-    model = ModelInfo("arm-act", "1.2.0", "cd" * 32)
+    model = ModelRef(name="arm-act", version="1.2.0", sha256="cd" * 32)
     fleet.gg.add_response("list_core_devices", {"coreDevices": [
         {"coreDeviceThingName": "robot-02", "status": "UNHEALTHY", "lastStatusUpdateTimestamp": SEEN},
         {"coreDeviceThingName": "robot-01", "status": "HEALTHY", "lastStatusUpdateTimestamp": SEEN},

@@ -299,7 +299,7 @@ def _push_image(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
 
 
 def _publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
-    from vla_edge.fleet.components import VARIANTS, ModelInfo
+    from vla_edge.fleet.components import VARIANTS
     from vla_edge.fleet.ecr import resolve_pinned
     from vla_edge.fleet.publish import publish_inference
 
@@ -308,8 +308,7 @@ def _publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
     if args.model_dir is not None:
         from vla_edge.updater.manifest import read_manifest
 
-        manifest = read_manifest(args.model_dir)
-        model = ModelInfo(manifest.name, manifest.version, manifest.sha256)
+        model = read_manifest(args.model_dir).ref
     else:
         logging.getLogger(__name__).warning("no --model-dir: the component version will not record its model")
     images = {}

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from vla_edge.fleet.aws import Aws
 from vla_edge.fleet.errors import ComponentRejected, FleetError, NotFound
+from vla_edge.messages import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +33,13 @@ _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _MODEL_MARK = re.compile(r"\[vla-edge-model name=(\S+) version=(\S+) sha256=([0-9a-f]{64})\]")
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """The model an inference component version carries in its image."""
+def model_mark(model: ModelRef) -> str:
+    """How a component version's recipe records the model baked into its image (read back by :func:`model_of_recipe`)."""
+    return f"[vla-edge-model name={model.name} version={model.version} sha256={model.sha256}]"
 
-    name: str
-    version: str
-    sha256: str
 
-    def mark(self) -> str:
-        return f"[vla-edge-model name={self.name} version={self.version} sha256={self.sha256}]"
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.version} (sha256 {self.sha256[:12]})"
+def model_label(model: ModelRef) -> str:
+    return f"{model.name} {model.version} (sha256 {model.sha256[:12]})"
 
 
 def component_arn(region: str, account: str, name: str, version: str | None = None) -> str:
@@ -100,7 +97,7 @@ def variant_of(reference: str) -> str | None:
     return match[1] if match and match[1] in VARIANTS else None
 
 
-def render_inference_recipe(template: str, version: str, images: dict[str, str], model: ModelInfo | None,
+def render_inference_recipe(template: str, version: str, images: dict[str, str], model: ModelRef | None,
                             architectures: dict[str, str] | None = None) -> str:
     """The inference recipe at ``version`` running the pushed ``images``, recording ``model``.
 
@@ -170,7 +167,7 @@ def render_inference_recipe(template: str, version: str, images: dict[str, str],
     recipe["Manifests"] = kept
     description = _MODEL_MARK.sub("", str(recipe.get("ComponentDescription", ""))).strip()
     if model is not None:
-        description = f"{description} Image model: {model.mark()}".strip()
+        description = f"{description} Image model: {model_mark(model)}".strip()
     recipe["ComponentDescription"] = description
     return yaml.safe_dump(recipe, sort_keys=False, width=1_000_000)
 
@@ -187,13 +184,19 @@ def _replace_strings(value: Any, old: str, new: str, found: list[bool]) -> Any:
     return value
 
 
-def model_of_recipe(recipe: str | bytes) -> ModelInfo | None:
+def model_of_recipe(recipe: str | bytes) -> ModelRef | None:
     """The model recorded in a recipe (YAML or JSON text), None when it records none."""
     import yaml
 
     data = yaml.safe_load(recipe)
     match = _MODEL_MARK.search(str((data or {}).get("ComponentDescription", "")))
-    return ModelInfo(match[1], match[2], match[3]) if match else None
+    if not match:
+        return None
+    try:
+        return ModelRef(name=match[1], version=match[2], sha256=match[3])
+    except ValidationError as exc:
+        log.warning("the recipe records a model that is not a valid model reference (%s): %s", match[0], exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ def publish_component(
     return PublishedComponent(name, version, arn)
 
 
-def recipe_model(aws: Aws, arn: str) -> ModelInfo | None:
+def recipe_model(aws: Aws, arn: str) -> ModelRef | None:
     """The model recorded in the recipe of the component version ``arn``."""
     recipe = aws.client("greengrassv2").get_component(arn=arn, recipeOutputFormat="YAML")["recipe"]
     return model_of_recipe(recipe)

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from vla_edge.fleet.aws import Aws
-from vla_edge.fleet.components import INFERENCE, ModelInfo, component_arn, recipe_model
+from vla_edge.fleet.components import INFERENCE, component_arn, model_label, recipe_model
 from vla_edge.fleet.errors import NotFound
+from vla_edge.messages import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,10 @@ class DeviceReport:
     last_update: datetime | None
     components: dict[str, str] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
-    model: ModelInfo | None = None
+    model: ModelRef | None = None
 
     def to_json(self) -> dict[str, Any]:
-        model = None if self.model is None else {"name": self.model.name, "version": self.model.version,
-                                                  "sha256": self.model.sha256}
+        model = None if self.model is None else self.model.model_dump()
         return {"device": self.name, "status": self.status,
                 "lastStatusUpdate": self.last_update.isoformat() if self.last_update else None,
                 "components": self.components, "lifecycleStates": self.states, "model": model}
@@ -65,7 +65,7 @@ def fleet_devices(aws: Aws, group_arn: str) -> list[DeviceReport]:
         token = page.get("nextToken")
         if not token:
             break
-    models: dict[str, ModelInfo | None] = {}
+    models: dict[str, ModelRef | None] = {}
     reports = []
     for core in sorted(cores, key=lambda c: c["coreDeviceThingName"]):
         report = DeviceReport(core["coreDeviceThingName"], core.get("status", ""), core.get("lastStatusUpdateTimestamp"))
@@ -99,7 +99,7 @@ def devices_table(reports: list[DeviceReport]) -> str:
         if r.states.get(INFERENCE) not in (None, "RUNNING", ""):
             inference += f" ({r.states[INFERENCE]})"
         when = r.last_update.strftime("%Y-%m-%d %H:%M") if r.last_update else "-"
-        rows.append((r.name, r.status, when, inference, str(r.model) if r.model else "-", others or "-"))
+        rows.append((r.name, r.status, when, inference, model_label(r.model) if r.model else "-", others or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
              for row in rows]

@@ -95,6 +95,7 @@ def add_publish_parser(commands: Any) -> argparse.ArgumentParser:
 
 def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
     """``vla-edge model publish``: the flow of :func:`vla_edge.fleet.publish.publish_model`, then watch."""
+    from vla_edge.fleet.components import model_label
     from vla_edge.fleet.publish import PublishOptions, publish_model
     from vla_edge.fleet.watch import watch_deployment
 
@@ -124,9 +125,9 @@ def run_publish(args: argparse.Namespace, aws: Any, runtime: Runtime) -> int:
         return EXIT_MANUAL
     if result.component is not None:
         images = ", ".join(image.pinned for image in result.images.values())
-        out.write(f"{result.component.name} {result.component.version}: {images} with {result.model}\n")
+        out.write(f"{result.component.name} {result.component.version}: {images} with {model_label(result.model)}\n")
     if result.model_url:
-        out.write(f"model {result.model} uploaded to {result.model_url}\n")
+        out.write(f"model {model_label(result.model)} uploaded to {result.model_url}\n")
     assert result.deployment is not None
     deployment_id = result.deployment["deploymentId"]
     out.write(f"deployment {deployment_id} created for {args.thing_group}\n")

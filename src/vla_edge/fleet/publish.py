@@ -23,9 +23,9 @@ from vla_edge.fleet.components import (
     INFERENCE,
     MODEL_UPDATER,
     NEXT_PATCH,
-    ModelInfo,
     PublishedComponent,
     default_recipe_path,
+    model_label,
     publish_component,
     render_inference_recipe,
     resolve_version,
@@ -46,6 +46,7 @@ from vla_edge.fleet.ecr import (
     push_image,
 )
 from vla_edge.fleet.errors import FleetError
+from vla_edge.messages import ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class PublishOptions:
 
 @dataclass
 class PublishResult:
-    model: ModelInfo
+    model: ModelRef
     images: dict[str, PushedImage] = field(default_factory=dict)
     component: PublishedComponent | None = None
     deployment: dict[str, Any] | None = None
@@ -86,7 +87,7 @@ class PublishResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "model": self.model.model_dump(),
             "images": {variant: {"uri": f"{image.repository.uri}:{image.tag}", "digest": image.digest}
                        for variant, image in self.images.items()},
             "component": None if self.component is None else self.component.__dict__,
@@ -96,7 +97,7 @@ class PublishResult:
         }
 
 
-def default_tag(model: ModelInfo) -> str:
+def default_tag(model: ModelRef) -> str:
     """``NAME-VERSION`` as an image tag: a tag says which model the image carries."""
     tag = f"{model.name}-{model.version}".replace("+", "_")
     return tag[:128]
@@ -117,7 +118,7 @@ def default_dockerfile(context: Path, variant: str) -> str:
     return relative if context == Path(".") else str(context / relative)
 
 
-def describe_model(options: PublishOptions, write: bool) -> tuple[ModelInfo, Any]:
+def describe_model(options: PublishOptions, write: bool) -> tuple[ModelRef, Any]:
     """Build (and unless ``write`` is False, write) the model's manifest; the device checks downloads against it."""
     from vla_edge.errors import ModelUpdateError
     from vla_edge.updater.manifest import build_manifest, write_manifest
@@ -128,7 +129,7 @@ def describe_model(options: PublishOptions, write: bool) -> tuple[ModelInfo, Any
             write_manifest(manifest, options.model_dir)
     except ModelUpdateError as exc:
         raise FleetError(str(exc)) from exc
-    return ModelInfo(manifest.name, manifest.version, manifest.sha256), manifest
+    return manifest.ref, manifest
 
 
 GREENGRASS_ARCHITECTURES = {"linux/amd64": "amd64", "linux/arm64": "aarch64"}
@@ -149,7 +150,7 @@ def image_platform(variant: str, requested: str | None) -> str:
 def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> PublishResult:
     """Run the whole flow (see the module docstring); returns what was made, or the steps left to the user."""
     model, manifest = describe_model(options, write=not aws.dry_run)
-    log.info("model %s", model)
+    log.info("model %s", model_label(model))
     if options.model_only:
         return _publish_model_only(aws, options, model, manifest)
     if len(options.variants) > 1 and (options.repository or options.dockerfile or options.platform):
@@ -190,7 +191,7 @@ def publish_model(aws: Aws, docker: DockerCli, options: PublishOptions) -> Publi
     return result
 
 
-def publish_inference(aws: Aws, images: dict[str, str], model: ModelInfo | None, requested: str = NEXT_PATCH,
+def publish_inference(aws: Aws, images: dict[str, str], model: ModelRef | None, requested: str = NEXT_PATCH,
                       recipe: Path | None = None, architectures: dict[str, str] | None = None) -> PublishedComponent:
     """A new com.vlaedge.Inference version running ``images`` (variant -> ``REPO@sha256:...``), recording ``model``."""
     import yaml
@@ -205,7 +206,7 @@ def publish_inference(aws: Aws, images: dict[str, str], model: ModelInfo | None,
     return publish_component(aws, render_inference_recipe(template, version, images, model, architectures))
 
 
-def _publish_model_only(aws: Aws, options: PublishOptions, model: ModelInfo, manifest: Any) -> PublishResult:
+def _publish_model_only(aws: Aws, options: PublishOptions, model: ModelRef, manifest: Any) -> PublishResult:
     from vla_edge.fleet.s3 import upload_model
 
     if not options.bucket:
