@@ -141,14 +141,14 @@ def render_inference_recipe(template: str, version: str, images: dict[str, str],
             log.info("leaving out the manifest %s: no image for it", name)
             continue
         wanted = (manifest.get("Platform") or {}).get("architecture")
-        built = {variant_of(old) or "": (architectures or {}).get(variant_of(old) or "") for old in olds}
-        mismatch = {v: arch for v, arch in built.items() if wanted and arch and arch != wanted}
-        if mismatch:
-            for variant, arch in mismatch.items():
-                log.warning("leaving out the manifest %s: the %s image was built for %s only; build it for %s too "
-                            "(on such a machine, or --platform linux/%s with --variant %s) to serve those devices",
-                            name, variant or "given", arch, wanted, "arm64" if wanted == "aarch64" else wanted,
-                            variant or "cpu")
+        built_for = {variant: (architectures or {}).get(variant or "") for variant in map(variant_of, olds)}
+        mismatched = {variant: arch for variant, arch in built_for.items() if wanted and arch and arch != wanted}
+        for variant, arch in mismatched.items():
+            log.warning("leaving out the manifest %s: the %s image was built for %s only; build it for %s too "
+                        "(on such a machine, or --platform linux/%s with --variant %s) to serve those devices",
+                        name, variant or "given", arch, wanted, "arm64" if wanted == "aarch64" else wanted,
+                        variant or "cpu")
+        if mismatched:
             continue
         for old, new in mapping.items():
             found = [False]
