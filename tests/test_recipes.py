@@ -8,30 +8,21 @@ from typing import Any
 
 import pytest
 import yaml
+from support.gdk import SCHEMAS, gdk_schema, lower_keys
 
 from vla_edge import messages
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT.parent / "shared" / "reference" / "gdk"
 RECIPES = sorted([ROOT / "recipe.yaml", *ROOT.glob("components/*/recipe.yaml")])
 GDK_CONFIGS = sorted([ROOT / "gdk-config.json", *ROOT.glob("components/*/gdk-config.json")])
 GDK_RECIPE_LIMIT = 16_000
 
 
-def lower_keys(value: Any) -> Any:
-    """GDK lower-cases every key before validating a recipe."""
-    if isinstance(value, dict):
-        return {str(k).lower(): lower_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [lower_keys(v) for v in value]
-    return value
-
-
 def schema(name: str) -> dict[str, Any]:
-    path = SCHEMAS / name
-    if not path.is_file():
-        pytest.skip(f"GDK schema {path} not present (it is reference data beside the checkout, not part of it)")
-    return json.loads(path.read_text())
+    found = gdk_schema(name)
+    if found is None:
+        pytest.skip(f"GDK schema {SCHEMAS / name} not present (it is reference data beside the checkout, not part of it)")
+    return found
 
 
 def test_every_component_folder_has_recipe_and_gdk_config() -> None:

@@ -12,26 +12,17 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from support.gdk import gdk_schema, lower_keys
 
 from vla_edge.errors import ConfigurationError
 from vla_edge.packaging import gdk_build
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "reference" / "gdk" / "recipe_schema.json"
 FOLDERS = sorted(p.parent.relative_to(ROOT) for p in [ROOT / "recipe.yaml", *ROOT.glob("components/*/recipe.yaml")])
 PREFIX = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
-
-
-def lower_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k).lower(): lower_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [lower_keys(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +52,11 @@ def test_gdk_custom_build_writes_recipe_and_artifacts(checkout: Path, folder: Pa
     assert recipe["ComponentName"] == name
     assert recipe["ComponentVersion"] == source["ComponentVersion"]
     assert (out / "recipes" / "recipe.yaml").stat().st_size < 16_000
-    if SCHEMA.is_file():
+    schema = gdk_schema("recipe_schema.json")
+    if schema is not None:
         import jsonschema
 
-        jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(lower_keys(recipe))
+        jsonschema.Draft7Validator(schema).validate(lower_keys(recipe))
     artifacts = out / "artifacts" / name / recipe["ComponentVersion"]
     named = {
         artifact["URI"][len(PREFIX):]
